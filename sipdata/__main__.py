@@ -1,0 +1,211 @@
+"""The sipdata command line: serve, warm, migrate, partitions, import-rates, demo-data, hash-password."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from sipdata import cache as cache_mod
+from sipdata import migrate as migrate_mod
+from sipdata import provision, ratedeck, store
+from sipdata.decide import digest
+from sipdata.errors import ConfigError, ImportFileError, SipdataError
+from sipdata.logs import configure
+from sipdata.metrics import Metrics
+from sipdata.settings import Settings
+from sipdata.warmer import Warmer
+
+
+def _print(doc: Any) -> None:
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+async def _with_pool(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    pool = await store.create_pool(settings)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    url = urlsplit(settings.database_url)
+    name = url.path.lstrip("/") or "postgres"
+    created = await migrate_mod.ensure_database(urlunsplit(url._replace(path="/postgres")), name)
+
+    async def work(pool: Any) -> migrate_mod.MigrateResult:
+        async with pool.acquire() as conn:
+            return await migrate_mod.migrate(conn, _today(), args.months_ahead)
+
+    result = await _with_pool(settings, work)
+    _print({"database_created": created, "schema_applied": result.applied,
+            "version": result.version, "partitions_created": result.partitions_created})
+    return 0
+
+
+async def cmd_partitions(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(pool: Any) -> list[str]:
+        async with pool.acquire() as conn:
+            return await migrate_mod.ensure_partitions(conn, _today(), args.months_ahead)
+
+    _print({"partitions_created": await _with_pool(settings, work)})
+    return 0
+
+
+async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
+    redis = cache_mod.Cache(cache_mod.connect(settings))
+    try:
+        async def work(pool: Any) -> Any:
+            return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
+
+        if not args.loop:
+            beat = await _with_pool(settings, work)
+            _print(beat or {"skipped": "another warmer holds the lock"})
+            return 0
+
+        async def forever(pool: Any) -> None:
+            await Warmer(settings, redis, store.Store(pool), Metrics()).run()
+
+        await _with_pool(settings, forever)
+        return 0
+    finally:
+        await redis.close()
+
+
+async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = ratedeck.parse(fh)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
+    except OSError as exc:
+        print(f"sipdata import-rates: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    async def work(pool: Any) -> provision.ImportResult:
+        return await provision.import_rates(pool, args.carrier, rows, replace=args.replace)
+
+    result = await _with_pool(settings, work)
+    out: dict[str, Any] = {"carrier_id": result.carrier_id, "rows": result.rows,
+                           "removed": result.removed}
+    if args.warm:
+        redis = cache_mod.Cache(cache_mod.connect(settings))
+        try:
+            async def warm(pool: Any) -> Any:
+                return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
+
+            out["warm"] = await _with_pool(settings, warm)
+        finally:
+            await redis.close()
+    _print(out)
+    return 0
+
+
+async def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(pool: Any) -> dict[str, int]:
+        return await provision.load_demo(pool, settings.realm, _today())
+
+    _print({"loaded": await _with_pool(settings, work)})
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from sipdata.app import create_app
+
+    uvloop.install()
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        keepalive_timeout=settings.keepalive_timeout_s,
+        access_log=None if not settings.access_log else web.access_logger,
+        print=None,
+        reuse_port=args.reuse_port,
+    )
+    return 0
+
+
+def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
+    password = args.password if args.password is not None else getpass.getpass("password: ")
+    print(digest.encode(args.username, args.realm or settings.realm, password))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sipdata", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the HTTP service (with the warmer unless disabled)")
+    s.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
+    w = sub.add_parser("warm", help="one full load database -> Redis")
+    w.add_argument("--loop", action="store_true", help="keep loading every interval")
+    for name in ("migrate", "partitions"):
+        m = sub.add_parser(name, help="apply schema.sql + partitions" if name == "migrate"
+                           else "create monthly partitions ahead of time")
+        m.add_argument("--months-ahead", type=int, default=3)
+    i = sub.add_parser("import-rates", help="import a carrier rate deck (CSV)")
+    i.add_argument("file")
+    i.add_argument("--carrier", required=True, help="carrier organization id or exact name")
+    i.add_argument("--replace", action="store_true",
+                   help="also delete the carrier's rows not in the file")
+    i.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="do not reload Redis after the import")
+    sub.add_parser("demo-data", help="load the demo data set")
+    h = sub.add_parser("hash-password", help="print a sip_trunks.password_hash value")
+    h.add_argument("username")
+    h.add_argument("--realm")
+    h.add_argument("--password", help="(default: prompt)")
+    return p
+
+
+ASYNC_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "migrate": cmd_migrate,
+    "partitions": cmd_partitions,
+    "warm": cmd_warm,
+    "import-rates": cmd_import_rates,
+    "demo-data": cmd_demo_data,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"sipdata: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, settings.log_format)
+    try:
+        if args.command == "serve":
+            return cmd_serve(settings, args)
+        if args.command == "hash-password":
+            return cmd_hash_password(settings, args)
+        return asyncio.run(ASYNC_COMMANDS[args.command](settings, args))
+    except ImportFileError as exc:
+        where = f" field {exc.field}:" if exc.field else ""
+        print(f"sipdata {args.command}: {args.file}: line {exc.line}:{where} "
+              f"{exc.message.split(': ', 1)[-1]}", file=sys.stderr)
+        return 1
+    except SipdataError as exc:
+        print(f"sipdata {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""create_app(settings): resources through cleanup contexts, background tasks started and awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from sipdata import cache as cache_mod
+from sipdata import store as store_mod
+from sipdata.http import handlers, ops
+from sipdata.http.middleware import make_middleware
+from sipdata.metrics import Metrics
+from sipdata.service import Service
+from sipdata.settings import Settings
+from sipdata.warmer import Warmer
+
+WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
+    metrics = metrics or Metrics()
+    app = web.Application(
+        middlewares=[make_middleware(metrics)], client_max_size=settings.max_body_bytes
+    )
+    app[handlers.MAX_BODY] = settings.max_body_bytes
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        redis = cache_mod.Cache(cache_mod.connect(settings))
+        # min_size 0: the service starts (and serves from Redis) while the database is away.
+        pool = await store_mod.create_pool(settings, min_size=0)
+        service = Service(settings, redis, store_mod.Store(pool), metrics)
+        app[handlers.SERVICE] = service
+        app[WARMER] = Warmer(settings, redis, service.store, metrics)
+        try:
+            yield
+        finally:
+            await pool.close()
+            await redis.close()
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        service = app[handlers.SERVICE]
+        jobs: list[Coroutine[Any, Any, None]] = [service.catalog.run(settings.catalog_refresh_s)]
+        if settings.warmer_enabled:
+            jobs.append(app[WARMER].run())
+        tasks = [asyncio.create_task(job) for job in jobs]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                await _stop(task)
+
+    app.cleanup_ctx.extend([resources, background])
+    app.add_routes(handlers.routes())
+    app.add_routes(ops.routes())
+    return app

@@ -1,0 +1,234 @@
+"""Redis reads and writes in the shapes the decisions need; Redis errors become CacheUnavailable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from sipdata import keys
+from sipdata.errors import CacheUnavailable
+from sipdata.settings import Settings
+
+HSET_BATCH = 2000  # fields per HSET: big enough to amortise, small enough not to stall Redis
+
+
+@asynccontextmanager
+async def _translated(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
+
+
+def connect(settings: Settings) -> aioredis.Redis:
+    timeout = settings.redis_timeout_ms / 1000
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        max_connections=256,
+        decode_responses=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FirstRound:
+    """What the first round trip of a decision brought back (raw bytes, None = absent)."""
+
+    current: int | None
+    acl: list[bytes | None]
+    cred: bytes | None
+    cred_rt: bytes | None
+    lcr: list[bytes | None]
+    lcr_rt: bytes | None
+    did: bytes | None
+    did_rt: bytes | None
+    acl_rt: bytes | None
+
+
+class Cache:
+    """The serving store, as sipdata uses it."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._switch = client.register_script(keys.SWITCH_LUA)
+        self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
+        self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> None:
+        async with _translated("ping"):
+            await self.client.ping()
+
+    # -- reads ---------------------------------------------------------------
+
+    async def current_generation(self) -> int | None:
+        async with _translated("read current generation"):
+            raw = await self.client.get(keys.CURRENT)
+        return int(raw) if raw else None
+
+    async def manifest(self, gen: int) -> dict[str, Any] | None:
+        async with _translated("read manifest"):
+            raw = await self.client.get(keys.gen_key(keys.KIND_MANIFEST, gen))
+        return orjson.loads(raw) if raw else None
+
+    async def hash_all(self, kind: str, gen: int) -> dict[str, bytes]:
+        async with _translated(f"read {kind}"):
+            raw = await self.client.hgetall(keys.gen_key(kind, gen))
+        return {k.decode(): v for k, v in raw.items()}
+
+    async def hget(self, kind: str, gen: int, field: str) -> bytes | None:
+        async with _translated(f"read {kind}"):
+            value: bytes | None = await self.client.hget(keys.gen_key(kind, gen), field)
+        return value
+
+    async def hmget(self, kind: str, gen: int, fields: Sequence[str]) -> list[bytes | None]:
+        if not fields:
+            return []
+        async with _translated(f"read {kind}"):
+            values: list[bytes | None] = await self.client.hmget(keys.gen_key(kind, gen), fields)
+        return values
+
+    async def first_round(
+        self,
+        gen: int,
+        *,
+        acl_probes: Sequence[str],
+        ip: str,
+        username: str | None,
+        lcr_probes: Sequence[str],
+        number: str,
+    ) -> FirstRound:
+        """One pipeline: generation check, ACL probes, credential, LCR prefixes, DID."""
+        async with _translated("first round"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(keys.CURRENT)
+            pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
+            pipe.get(keys.readthrough("acl", ip))
+            if username is not None:
+                pipe.hget(keys.gen_key(keys.KIND_CRED, gen), username)
+                pipe.get(keys.readthrough("cred", username))
+            pipe.hmget(keys.gen_key(keys.KIND_LCR, gen), list(lcr_probes))
+            pipe.get(keys.readthrough("lcr", number))
+            pipe.hget(keys.gen_key(keys.KIND_DID, gen), number)
+            pipe.get(keys.readthrough("did", number))
+            out = await pipe.execute()
+        cur, acl, acl_rt = out[0], out[1], out[2]
+        if username is not None:
+            cred, cred_rt, rest = out[3], out[4], out[5:]
+        else:
+            cred, cred_rt, rest = None, None, out[3:]
+        return FirstRound(
+            current=int(cur) if cur else None,
+            acl=acl if acl_probes else [],
+            acl_rt=acl_rt,
+            cred=cred,
+            cred_rt=cred_rt,
+            lcr=rest[0],
+            lcr_rt=rest[1],
+            did=rest[2],
+            did_rt=rest[3],
+        )
+
+    async def org_routing(
+        self, gen: int, org_id: str | None, trunk_ids: Iterable[str]
+    ) -> tuple[bytes | None, dict[str, bytes | None]]:
+        """The org's rules doc and the registrations of the trunks it may route to."""
+        async with _translated("org routing"):
+            rules, flat = await self._org_routing(
+                keys=[
+                    keys.gen_key(keys.KIND_CUSTOM, gen),
+                    keys.gen_key(keys.KIND_CUSTOM_TARGETS, gen),
+                ],
+                args=[org_id or "", *trunk_ids],
+            )
+        regs = {flat[i].decode(): (flat[i + 1] or None) for i in range(0, len(flat), 2)}
+        return rules, regs
+
+    async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, bytes | None]:
+        if not trunk_ids:
+            return {}
+        async with _translated("read registrations"):
+            values = await self.client.mget([keys.registration(t) for t in trunk_ids])
+        return dict(zip(trunk_ids, values, strict=True))
+
+    async def get_readthrough(self, kind: str, key: str) -> bytes | None:
+        async with _translated("read-through get"):
+            value: bytes | None = await self.client.get(keys.readthrough(kind, key))
+        return value
+
+    async def set_readthrough(self, kind: str, key: str, value: bytes, ttl_s: int) -> None:
+        async with _translated("read-through set"):
+            await self.client.set(keys.readthrough(kind, key), value, ex=ttl_s)
+
+    # -- warmer ----------------------------------------------------------------
+
+    async def acquire_lock(self, owner: str, ttl_s: int) -> bool:
+        async with _translated("warmer lock"):
+            return bool(await self.client.set(keys.WARMER_LOCK, owner, nx=True, ex=ttl_s))
+
+    async def release_lock(self, owner: str) -> None:
+        async with _translated("warmer unlock"):
+            if await self.client.get(keys.WARMER_LOCK) == owner.encode():
+                await self.client.delete(keys.WARMER_LOCK)
+
+    async def next_generation(self) -> int:
+        async with _translated("allocate generation"):
+            return int(await self.client.incr(keys.SEQUENCE))
+
+    async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
+        """Write a generation hash in batches; it expires unless `switch` adopts it."""
+        name = keys.gen_key(kind, gen)
+        items = list(mapping.items())
+        async with _translated(f"write {kind}"):
+            for start in range(0, len(items), HSET_BATCH * 10):
+                pipe = self.client.pipeline(transaction=False)
+                for i in range(start, min(start + HSET_BATCH * 10, len(items)), HSET_BATCH):
+                    pipe.hset(name, mapping=dict(items[i : i + HSET_BATCH]))
+                pipe.expire(name, keys.BUILD_TTL_S)
+                await pipe.execute()
+
+    async def write_manifest(self, gen: int, doc: Mapping[str, Any]) -> None:
+        async with _translated("write manifest"):
+            await self.client.set(
+                keys.gen_key(keys.KIND_MANIFEST, gen), orjson.dumps(doc), ex=keys.BUILD_TTL_S
+            )
+
+    async def switch(self, gen: int, grace_s: int) -> bool:
+        async with _translated("switch generation"):
+            done = await self._switch(
+                keys=[keys.CURRENT], args=[gen, grace_s, *keys.GENERATION_KINDS]
+            )
+        return bool(done)
+
+    async def write_heartbeat(self, doc: Mapping[str, Any], ttl_s: int) -> None:
+        async with _translated("heartbeat"):
+            await self.client.set(keys.HEARTBEAT, orjson.dumps(doc), ex=ttl_s)
+
+    async def heartbeat(self) -> dict[str, Any] | None:
+        async with _translated("read heartbeat"):
+            raw = await self.client.get(keys.HEARTBEAT)
+        return orjson.loads(raw) if raw else None
+
+    async def restore_registrations(self, regs: Mapping[str, tuple[bytes, int]]) -> int:
+        """Put database registrations back where Redis lost them (never over a live one)."""
+        restored = 0
+        async with _translated("restore registrations"):
+            pipe = self.client.pipeline(transaction=False)
+            for trunk_id, (value, ttl) in regs.items():
+                pipe.set(keys.registration(trunk_id), value, ex=ttl, nx=True)
+            results = await pipe.execute() if regs else []
+            online = [t for t in regs]
+            if online:
+                await self.client.sadd(keys.TRUNKS_ONLINE, *online)
+            await self._prune_online(keys=[keys.TRUNKS_ONLINE])
+            restored = sum(1 for r in results if r)
+        return restored

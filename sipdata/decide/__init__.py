@@ -1,0 +1,1 @@
+"""Pure routing decisions: no I/O, frozen inputs in, frozen answers out."""

@@ -1,0 +1,261 @@
+"""The combined INVITE decision: who is calling, may they, and where the call goes.
+
+Two pure steps, so the service can fetch what the second needs once the
+first has named the caller:
+
+1. `identify`: a source address that an IP-authenticated trunk owns names the
+   caller; otherwise digest credentials do (the HA1 comes back for Kamailio to
+   verify); otherwise the caller is challenged.
+2. `route`: calls from a carrier's gateway are inbound and go to the DID's
+   trunk; calls from customers take the org's matching rules in order, else an
+   on-net DID, else least-cost routing.
+
+Reject codes are deliberate (docs/api.md lists them): 403 for callers that
+may not call, 404 for numbers with no route, 480 for a destination trunk that
+cannot be reached now, 484 for a malformed number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipdata.decide import lcr
+from sipdata.decide.acl import IPAddress, contains
+from sipdata.decide.digest import normalise_algorithm
+from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
+from sipdata.decide.routes import Leg, dedupe, forward_uri, request_uri, rtjson, trunk_leg
+from sipdata.decide.rules import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class InviteQuery:
+    source_ip: IPAddress
+    to: str  # canonical called number
+    from_number: str | None
+    call_id: str
+    auth_user: str | None = None
+    auth_realm: str | None = None
+    auth_algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    trunk: Trunk
+    method: str  # "ip" | "digest"
+    acl_network: str | None = None
+    ha1: str | None = None
+    algorithm: str | None = None
+    realm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str  # route | challenge | reject
+    code: int
+    reason: str
+    identity: Identity | None = None
+    legs: tuple[Leg, ...] = ()
+    explain: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verdict": self.verdict, "code": self.code, "reason": self.reason}
+        ident = self.identity
+        if ident is not None:
+            out["caller"] = {**ident.trunk.public(), "identified_by": ident.method}
+            if ident.method == "digest":
+                out["auth"] = {"ha1": ident.ha1, "algorithm": ident.algorithm, "realm": ident.realm}
+        if self.verdict == "route":
+            out["routing"] = rtjson(self.legs)
+            out["legs"] = [leg.explain() for leg in self.legs]
+        out["explain"] = self.explain
+        return out
+
+
+def reject(code: int, reason: str, identity: Identity | None = None, **explain: Any) -> Verdict:
+    return Verdict("reject", code, reason, identity, explain=explain)
+
+
+def challenge(realm: str) -> Verdict:
+    return Verdict("challenge", 407, "Proxy Authentication Required", explain={"realm": realm})
+
+
+def _refuse_unusable(trunk: Trunk, identity: Identity | None = None) -> Verdict | None:
+    if trunk.org_status != "active":
+        return reject(403, "Account Suspended", identity, org_status=trunk.org_status)
+    if trunk.status != "active":
+        return reject(403, "Trunk Suspended", identity, trunk_status=trunk.status)
+    return None
+
+
+def identify(
+    query: InviteQuery,
+    acl_hit: tuple[str, Sequence[Trunk]] | None,
+    credential: Credential | None,
+    realm: str,
+) -> Identity | Verdict:
+    """Step 1: the calling trunk, or the challenge / reject that stands instead."""
+    explain: dict[str, Any] = {}
+    if acl_hit is not None:
+        network, owners = acl_hit
+        ip_owners = [t for t in owners if t.auth_type == "ip"]
+        if len(ip_owners) == 1:
+            trunk = ip_owners[0]
+            identity = Identity(trunk, "ip", acl_network=network)
+            return _refuse_unusable(trunk) or identity
+        # Several owners of one network cannot be told apart by address: digest decides.
+        explain["acl_ambiguous"] = network
+    if query.auth_user is None:
+        return challenge(realm)
+    if credential is None:
+        return reject(403, "Forbidden", auth_user=query.auth_user, **explain)
+    trunk = credential.trunk
+    refused = _refuse_unusable(trunk)
+    if refused is not None:
+        return refused
+    if trunk.networks and not contains(trunk.networks, query.source_ip):
+        return reject(403, "Source Address Not Allowed", trunk_id=trunk.id)
+    if query.auth_realm and query.auth_realm != credential.ha1.realm:
+        return reject(403, "Wrong Realm", expected_realm=credential.ha1.realm)
+    algorithm = normalise_algorithm(query.auth_algorithm)
+    ha1 = credential.ha1.for_algorithm(algorithm) if algorithm else None
+    if ha1 is None:
+        return reject(403, "Unsupported Digest Algorithm", algorithm=query.auth_algorithm)
+    return Identity(trunk, "digest", ha1=ha1, algorithm=algorithm, realm=credential.ha1.realm)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingFacts:
+    """Everything step 2 reads, fetched by the service after step 1."""
+
+    did: Did | None
+    rules: Sequence[Rule]
+    registrations: Mapping[str, Registration]
+    lcr_entries: Mapping[str, tuple[str, Sequence[lcr.RateRow]] | None]  # number -> entry
+    carriers: Mapping[str, Carrier]
+    trunks: Mapping[str, Trunk]  # rule target trunks
+
+
+def _did_verdict(
+    did: Did | None, number: str, facts: RoutingFacts, identity: Identity
+) -> Verdict | list[Leg]:
+    if did is None or did.status != "active" or did.trunk is None:
+        return reject(404, "Not Found", identity, did=number)
+    if not did.voice_enabled:
+        return reject(403, "Voice Not Enabled", identity, did=number)
+    if not did.trunk.usable:
+        return reject(403, "Destination Suspended", identity, did=number)
+    leg = trunk_leg(did.trunk, facts.registrations.get(did.trunk.id), number, "did", None)
+    if leg is None:
+        return reject(480, "Temporarily Unavailable", identity, did=number, not_registered=did.trunk.id)
+    return [leg]
+
+
+def _lcr_legs(
+    number: str, facts: RoutingFacts, day: dt.date, explain: dict[str, Any], rule_id: str | None
+) -> list[Leg]:
+    entry = facts.lcr_entries.get(number)
+    if entry is None:
+        explain.setdefault("lcr", []).append({"number": number, "prefix": None, "offers": []})
+        return []
+    prefix, rows = entry
+    offers = lcr.resolve(rows, day)
+    skipped = []
+    legs: list[Leg] = []
+    for offer in offers:
+        carrier = facts.carriers.get(offer.carrier_id)
+        if carrier is None or not carrier.gateways:
+            skipped.append(offer.carrier_id)
+            continue
+        for gw in carrier.gateways:
+            legs.append(
+                Leg(
+                    uri=request_uri(number, gw.address, gw.transport),
+                    kind="lcr",
+                    carrier_id=offer.carrier_id,
+                    trunk_id=gw.trunk_id,
+                    rate=str(offer.rate),
+                    prefix=offer.prefix,
+                    rule_id=rule_id,
+                )
+            )
+    explain.setdefault("lcr", []).append(
+        {
+            "number": number,
+            "prefix": prefix,
+            "offers": [
+                {"carrier_id": o.carrier_id, "rate": str(o.rate), "priority": o.priority,
+                 "prefix": o.prefix, "from": o.effective.isoformat()}
+                for o in offers
+            ],
+            "carriers_without_gateways": skipped,
+        }
+    )
+    return legs
+
+
+def _rule_legs(
+    rule: Rule, number: str, facts: RoutingFacts, day: dt.date, explain: dict[str, Any]
+) -> list[Leg]:
+    target = rule.transform.apply(number)
+    if rule.action == "lcr":
+        return _lcr_legs(target, facts, day, explain, rule.id)
+    if rule.action == "forward":
+        return [Leg(uri=forward_uri(rule.destination or "", target), kind="forward", rule_id=rule.id)]
+    trunk = facts.trunks.get(rule.destination or "")
+    if trunk is None or not trunk.usable:
+        return []
+    leg = trunk_leg(trunk, facts.registrations.get(trunk.id), target, "trunk", rule.id)
+    return [leg] if leg else []
+
+
+def route(
+    identity: Identity,
+    query: InviteQuery,
+    matched_rules: Sequence[Rule],
+    facts: RoutingFacts,
+    now: dt.datetime,
+) -> Verdict:
+    """Step 2: the destinations for an identified caller (rules already ordered)."""
+    number = query.to
+    day = now.astimezone(dt.UTC).date()
+    explain: dict[str, Any] = {"method": identity.method}
+    if identity.acl_network:
+        explain["acl_network"] = identity.acl_network
+
+    if identity.trunk.is_carrier:
+        explain["direction"] = "inbound"
+        did = _did_verdict(facts.did, number, facts, identity)
+        if isinstance(did, Verdict):
+            return did
+        return Verdict("route", 200, "OK", identity, tuple(did), explain)
+
+    explain["direction"] = "outbound"
+    legs: list[Leg] = []
+    if matched_rules:
+        explain["rules"] = [r.id for r in matched_rules]
+        if matched_rules[0].action == "reject":
+            code, reason = matched_rules[0].reject_code()
+            return reject(code, reason, identity, **explain, rule_id=matched_rules[0].id)
+        for rule in matched_rules:
+            if rule.action == "reject":
+                break  # a later reject ends the failover chain
+            legs.extend(_rule_legs(rule, number, facts, day, explain))
+        legs = dedupe(legs)
+        if not legs:
+            return reject(480, "Temporarily Unavailable", identity, **explain)
+        return Verdict("route", 200, "OK", identity, tuple(legs), explain)
+
+    if facts.did is not None and facts.did.status == "active":
+        explain["on_net"] = number
+        did = _did_verdict(facts.did, number, facts, identity)
+        if isinstance(did, Verdict):
+            return did
+        return Verdict("route", 200, "OK", identity, tuple(did), explain)
+
+    legs = dedupe(_lcr_legs(number, facts, day, explain, None))
+    if not legs:
+        return reject(404, "No Route", identity, **explain)
+    return Verdict("route", 200, "OK", identity, tuple(legs), explain)

@@ -1,0 +1,157 @@
+"""Least-cost routing over carrier rate decks, and the compiled serving table.
+
+A carrier's rate for a number is its row at the longest of *its own* prefixes
+that matches the number, among its rows in effect on the day
+(`effective_date <= day < expiry_date`, dates in UTC); where several rows of
+one carrier and prefix are in effect, the latest `effective_date` wins.
+Carriers are then ordered by rate, priority and carrier id.
+
+`compile_deck` turns the decks into one entry per prefix that occurs in any
+deck. The entry at prefix P lists, per carrier, the rows at P and at P's
+ancestors that can still be that carrier's answer on some day from the
+compile day on, so `resolve(entry, day)` is exact for every later day: a row
+starting or ceasing to be in effect needs no rebuild. A lookup then needs
+only the entry at the longest compiled prefix of the number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RateRow:
+    carrier_id: str
+    prefix: str
+    rate: Decimal
+    priority: int
+    effective: dt.date
+    expiry: dt.date | None = None
+
+    def in_effect(self, day: dt.date) -> bool:
+        return self.effective <= day and (self.expiry is None or day < self.expiry)
+
+    def to_json(self) -> dict[str, Any]:
+        """Serving-store form: the seed's {carrier_id, rate, priority} plus provenance."""
+        return {
+            "carrier_id": self.carrier_id,
+            "rate": str(self.rate),
+            "priority": self.priority,
+            "prefix": self.prefix,
+            "from": self.effective.isoformat(),
+            "until": self.expiry.isoformat() if self.expiry else None,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RateRow:
+        until = doc.get("until")
+        return cls(
+            carrier_id=str(doc["carrier_id"]),
+            prefix=str(doc["prefix"]),
+            rate=Decimal(str(doc["rate"])),
+            priority=int(doc["priority"]),
+            effective=dt.date.fromisoformat(doc["from"]),
+            expiry=dt.date.fromisoformat(until) if until else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One carrier's answer for a number: the row that sets its rate."""
+
+    carrier_id: str
+    rate: Decimal
+    priority: int
+    prefix: str
+    effective: dt.date
+
+    @property
+    def order(self) -> tuple[Decimal, int, str]:
+        return (self.rate, self.priority, self.carrier_id)
+
+
+def _best(rows: Iterable[RateRow], day: dt.date) -> dict[str, RateRow]:
+    """Per carrier, the winning in-effect row among `rows` (all prefixes of one number)."""
+    best: dict[str, RateRow] = {}
+    for row in rows:
+        if not row.in_effect(day):
+            continue
+        cur = best.get(row.carrier_id)
+        if cur is None or (len(row.prefix), row.effective) > (len(cur.prefix), cur.effective):
+            best[row.carrier_id] = row
+    return best
+
+
+def _offers(best: Mapping[str, RateRow]) -> list[Offer]:
+    offers = [Offer(r.carrier_id, r.rate, r.priority, r.prefix, r.effective) for r in best.values()]
+    return sorted(offers, key=lambda o: o.order)
+
+
+def brute_force(rows: Iterable[RateRow], number: str, day: dt.date) -> list[Offer]:
+    """The definition, by scanning every row: the reference the compiled table must equal."""
+    return _offers(_best((r for r in rows if number.startswith(r.prefix)), day))
+
+
+def resolve(entry: Sequence[RateRow], day: dt.date) -> list[Offer]:
+    """Ordered offers for any number whose longest compiled prefix holds `entry`."""
+    return _offers(_best(entry, day))
+
+
+def _covers_from(rows: Sequence[RateRow], day: dt.date) -> bool:
+    """Whether some row of `rows` is in effect on every day from `day` on."""
+    cursor = day
+    for row in sorted(rows, key=lambda r: r.effective):
+        if row.effective > cursor:
+            return False
+        if row.expiry is None:
+            return True
+        cursor = max(cursor, row.expiry)
+    return False
+
+
+def compile_deck(rows: Iterable[RateRow], today: dt.date) -> dict[str, list[RateRow]]:
+    """One entry per prefix of any deck; exact for `today` and every later day.
+
+    Walks the prefixes in sorted order with a stack of ancestors, so each
+    prefix inherits its nearest ancestor's per-carrier rows: O(prefixes x carriers).
+    A carrier's ancestor rows are dropped below a prefix whose own rows cover
+    every day from `today` on, since no longer-lived shorter match can win then.
+    """
+    by_prefix: dict[str, dict[str, list[RateRow]]] = {}
+    for row in rows:
+        if row.expiry is not None and row.expiry <= today:
+            continue  # expired for good: can never be an answer again
+        by_prefix.setdefault(row.prefix, {}).setdefault(row.carrier_id, []).append(row)
+
+    compiled: dict[str, list[RateRow]] = {}
+    stack: list[tuple[str, dict[str, list[RateRow]]]] = []
+    for prefix in sorted(by_prefix):
+        while stack and not prefix.startswith(stack[-1][0]):
+            stack.pop()
+        inherited = stack[-1][1] if stack else {}
+        own = by_prefix[prefix]
+        merged: dict[str, list[RateRow]] = {}
+        for carrier_id in inherited.keys() | own.keys():
+            mine = own.get(carrier_id, [])
+            if mine and _covers_from(mine, today):
+                merged[carrier_id] = mine
+            else:
+                merged[carrier_id] = mine + inherited.get(carrier_id, [])
+        stack.append((prefix, merged))
+        compiled[prefix] = [r for carrier_rows in merged.values() for r in carrier_rows]
+    return compiled
+
+
+def longest_entry(
+    number: str, found: Mapping[str, Sequence[RateRow]]
+) -> tuple[str, Sequence[RateRow]] | None:
+    """The entry at the longest prefix of `number` present in `found`."""
+    for n in range(len(number), 0, -1):
+        entry = found.get(number[:n])
+        if entry is not None:
+            return number[:n], entry
+    return None

@@ -1,0 +1,192 @@
+"""Frozen facts the decisions read: trunks, credentials, DIDs, carriers, registrations.
+
+Each has a compact JSON form, the shape stored in Redis by the warmer and the
+read-through cache, so the same object round-trips cache and database reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sipdata.decide.digest import StoredHA1
+
+ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    id: str
+    org_id: str
+    name: str
+    status: str
+    org_status: str
+    auth_type: str  # "ip" (source address) or "digest"
+    is_carrier: bool  # the owning org has a rate deck: its trunks are gateways
+    address: str | None  # static target host[:port], see routes.trunk_address
+    transport: str
+    networks: tuple[str, ...]  # CIDRs from trunk_acl and allowed_ips
+    max_channels: int
+
+    @property
+    def usable(self) -> bool:
+        return self.status == ACTIVE and self.org_status == ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "org_id": self.org_id,
+            "name": self.name,
+            "status": self.status,
+            "org_status": self.org_status,
+            "auth_type": self.auth_type,
+            "is_carrier": self.is_carrier,
+            "address": self.address,
+            "transport": self.transport,
+            "networks": list(self.networks),
+            "max_channels": self.max_channels,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Trunk:
+        return cls(
+            id=doc["id"],
+            org_id=doc["org_id"],
+            name=doc["name"],
+            status=doc["status"],
+            org_status=doc["org_status"],
+            auth_type=doc["auth_type"],
+            is_carrier=bool(doc["is_carrier"]),
+            address=doc.get("address"),
+            transport=doc.get("transport") or "UDP",
+            networks=tuple(doc.get("networks") or ()),
+            max_channels=int(doc.get("max_channels") or 0),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What a lookup reply tells about the trunk."""
+        return {
+            "trunk_id": self.id,
+            "org_id": self.org_id,
+            "name": self.name,
+            "status": self.status,
+            "org_status": self.org_status,
+            "auth_type": self.auth_type,
+            "is_carrier": self.is_carrier,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    username: str
+    trunk: Trunk
+    ha1: StoredHA1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "username": self.username,
+            "trunk": self.trunk.to_json(),
+            "md5": self.ha1.md5,
+            "sha256": self.ha1.sha256,
+            "realm": self.ha1.realm,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Credential:
+        return cls(
+            username=doc["username"],
+            trunk=Trunk.from_json(doc["trunk"]),
+            ha1=StoredHA1(md5=doc["md5"], sha256=doc["sha256"], realm=doc["realm"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Did:
+    number: str
+    org_id: str | None
+    status: str
+    voice_enabled: bool
+    trunk: Trunk | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "org_id": self.org_id,
+            "status": self.status,
+            "voice_enabled": self.voice_enabled,
+            "trunk": self.trunk.to_json() if self.trunk else None,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Did:
+        trunk = doc.get("trunk")
+        return cls(
+            number=doc["number"],
+            org_id=doc.get("org_id"),
+            status=doc["status"],
+            voice_enabled=bool(doc["voice_enabled"]),
+            trunk=Trunk.from_json(trunk) if trunk else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    trunk_id: str
+    address: str
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class Carrier:
+    id: str
+    name: str
+    gateways: tuple[Gateway, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "gateways": [
+                {"trunk_id": g.trunk_id, "address": g.address, "transport": g.transport}
+                for g in self.gateways
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Carrier:
+        return cls(
+            id=doc["id"],
+            name=doc["name"],
+            gateways=tuple(
+                Gateway(g["trunk_id"], g["address"], g.get("transport") or "UDP")
+                for g in doc.get("gateways") or ()
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The seed's registration:{trunk_id} value: where a registered trunk is reached."""
+
+    contact: str
+    expires: int  # unix seconds
+    user_agent: str | None = None
+    received: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Registration:
+        return cls(
+            contact=doc["contact"],
+            expires=int(doc.get("expires") or 0),
+            user_agent=doc.get("user_agent"),
+            received=doc.get("received") or None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "contact": self.contact,
+            "expires": self.expires,
+            "user_agent": self.user_agent,
+            "received": self.received,
+        }

@@ -1,0 +1,83 @@
+"""The one exception tree of sipdata, and the HTTP status each branch maps to.
+
+    SipdataError
+    ├── ConfigError                    bad environment: start-up stops (no HTTP)
+    ├── InputError                     400: the caller sent something malformed
+    │   └── ImportFileError            a rate-deck row is invalid (line + field)
+    ├── NotFound                       404: no such route / resource
+    ├── PayloadTooLarge                413: request body over the cap
+    └── Unavailable                    503: infrastructure, never an auth verdict
+        ├── CacheUnavailable           Redis refused, timed out or was unreachable
+        ├── StoreUnavailable           the database refused, timed out or was away
+        └── DeadlineExceeded           the answer could not be built in time
+
+Library errors (redis, asyncpg) are translated into these in `cache` and
+`store`, the only modules that touch those libraries, so nothing above them
+ever has to know which client raised.
+"""
+
+from __future__ import annotations
+
+
+class SipdataError(Exception):
+    """Base of every error sipdata raises on purpose."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ConfigError(SipdataError):
+    """A setting is missing or malformed; the message names the variable."""
+
+    code = "config"
+
+
+class InputError(SipdataError):
+    """The request (or file) is malformed; `field` names the offending part."""
+
+    status = 400
+    code = "invalid_parameter"
+
+
+class ImportFileError(InputError):
+    """A rate-deck line is invalid; nothing of the file was written."""
+
+    code = "invalid_rate_deck"
+
+    def __init__(self, message: str, *, line: int, field: str | None = None) -> None:
+        super().__init__(f"line {line}: {message}", field=field)
+        self.line = line
+
+
+class NotFound(SipdataError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(SipdataError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unavailable(SipdataError):
+    """Infrastructure trouble. Kamailio answers 503 for this, never 401/403."""
+
+    status = 503
+    code = "unavailable"
+
+
+class CacheUnavailable(Unavailable):
+    code = "redis_unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    code = "database_unavailable"
+
+
+class DeadlineExceeded(Unavailable):
+    code = "deadline_exceeded"

@@ -1,0 +1,1 @@
+"""The HTTP edge: thin aiohttp handlers, one error middleware, ops endpoints."""

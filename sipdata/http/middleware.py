@@ -1,0 +1,50 @@
+"""The one middleware: errors to one JSON shape, metrics per endpoint, Call-ID in logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from sipdata.errors import DeadlineExceeded, SipdataError, Unavailable
+from sipdata.http.responses import error_body, error_response, json_response
+from sipdata.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def make_middleware(metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        endpoint = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        call_id = request.query.get("call_id") or request.headers.get("X-Call-ID")
+        if call_id:
+            structlog.contextvars.bind_contextvars(call_id=call_id[:128])
+        try:
+            response = await handler(request)
+        except TimeoutError:
+            metrics.degraded.labels("deadline").inc()
+            response = error_response(DeadlineExceeded("no answer within the decision deadline"))
+        except SipdataError as exc:
+            if isinstance(exc, Unavailable):
+                metrics.degraded.labels(exc.code).inc()
+                log.warning("unavailable", endpoint=endpoint, error=exc.message)
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            code = exc.reason.lower().replace(" ", "_")
+            response = json_response(error_body(code, exc.reason), status=exc.status)
+        except Exception:
+            log.exception("unhandled", endpoint=endpoint)
+            response = json_response(error_body("internal", "internal error"), status=500)
+        metrics.requests.labels(endpoint, str(response.status)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    return middleware

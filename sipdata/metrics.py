@@ -1,0 +1,46 @@
+"""Prometheus metrics of one sipdata process (own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sipdata_http_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sipdata_http_request_seconds", "HTTP request latency by endpoint", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.lookups = Counter(
+            "sipdata_cache_lookups",
+            "Lookups by data kind and where the answer came from "
+            "(generation = warmer snapshot hit, readthrough = cached database answer, "
+            "database = read through on a miss)",
+            ["kind", "source"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "sipdata_degraded", "Answers given without Redis or past the deadline", ["reason"],
+            registry=r,
+        )
+        self.warm_last_success = Gauge(
+            "sipdata_warmer_last_success_timestamp_seconds", "Unix time of the last full load",
+            registry=r,
+        )
+        self.warm_duration = Gauge(
+            "sipdata_warmer_last_duration_seconds", "Duration of the last full load", registry=r
+        )
+        self.warm_failures = Counter(
+            "sipdata_warmer_failures", "Full loads that failed", registry=r
+        )
+        self.generation = Gauge(
+            "sipdata_generation", "Serving generation this process reads", registry=r
+        )

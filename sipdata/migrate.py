@@ -1,0 +1,108 @@
+"""Schema migration (versioned, idempotent) and monthly partition maintenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import structlog
+
+from sipdata.store import translated
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+# Partitioned tables of the seed and their partition columns.
+PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages": "created_at"}
+
+
+def schema_sql() -> str:
+    return resources.files("sipdata").joinpath("schema.sql").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateResult:
+    applied: bool
+    version: int
+    partitions_created: list[str]
+
+
+async def ensure_database(admin_url: str, name: str) -> bool:
+    """Create database `name` through the maintenance database if it is missing."""
+    async with translated("create database"):
+        conn = await asyncpg.connect(admin_url)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if exists:
+                return False
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            return True
+        finally:
+            await conn.close()
+
+
+async def migrate(conn: asyncpg.Connection, today: dt.date, months_ahead: int = 3) -> MigrateResult:
+    """Apply schema.sql once (recording its version), then make sure partitions exist."""
+    sql = schema_sql()
+    checksum = hashlib.sha256(sql.encode()).hexdigest()
+    applied = False
+    async with translated("migrate"):
+        has_table = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        recorded = None
+        if has_table:
+            recorded = await conn.fetchval(
+                "SELECT checksum FROM schema_migrations WHERE version = $1", SCHEMA_VERSION
+            )
+        if recorded is None:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2) "
+                    "ON CONFLICT (version) DO NOTHING",
+                    SCHEMA_VERSION,
+                    checksum,
+                )
+            applied = True
+        elif recorded != checksum:
+            log.warning("schema_changed_since_applied", version=SCHEMA_VERSION)
+    created = await ensure_partitions(conn, today, months_ahead)
+    return MigrateResult(applied, SCHEMA_VERSION, created)
+
+
+def _month(day: dt.date, add: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + add
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def partition_names(today: dt.date, months_ahead: int) -> list[tuple[str, str, dt.date, dt.date]]:
+    """(table, partition, from, to) for this month and `months_ahead` more."""
+    out = []
+    for table in PARTITIONED:
+        for i in range(months_ahead + 1):
+            start, end = _month(today, i), _month(today, i + 1)
+            out.append((table, f"{table}_{start:%Y_%m}", start, end))
+    return out
+
+
+async def ensure_partitions(
+    conn: asyncpg.Connection, today: dt.date, months_ahead: int = 3
+) -> list[str]:
+    """Create missing monthly partitions; report rows sitting in the default partitions."""
+    created = []
+    async with translated("partitions"):
+        for table, name, start, end in partition_names(today, months_ahead):
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                continue
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
+                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            )
+            created.append(name)
+        for table in PARTITIONED:
+            stray = await conn.fetchval(f"SELECT count(*) FROM {table}_default")
+            if stray:
+                log.warning("rows_in_default_partition", table=table, rows=stray)
+    return created

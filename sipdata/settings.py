@@ -1,0 +1,129 @@
+"""One frozen Settings, read once from the environment and validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from sipdata.errors import ConfigError
+
+T = TypeVar("T")
+
+PREFIX = "SIPDATA_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the service. Field `x` is read from `SIPDATA_X`."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8480
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/sipdata"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Digest realm used when a trunk's stored HA1 names none (see docs/api.md).
+    realm: str = "sipdata.local"
+    # Warmer: full reload interval; the heartbeat lives three intervals.
+    warm_interval_s: float = 60.0
+    warmer_enabled: bool = True
+    # How long a superseded generation stays readable after a switch; longer
+    # than the catalog refresh so no request ever reads a vanished generation.
+    generation_grace_s: int = 120
+    catalog_refresh_s: float = 1.0
+    # Read-through cache lifetimes: found rows, and "not found".
+    readthrough_ttl_s: int = 30
+    negative_ttl_s: int = 5
+    # sipdata answers "degraded" itself before Kamailio's http timeout fires.
+    decision_deadline_ms: int = 800
+    redis_timeout_ms: int = 250
+    db_timeout_ms: int = 500
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    max_body_bytes: int = 8192
+    # Longer than libcurl's 118 s idle reuse, so Kamailio never hits a closed socket.
+    keepalive_timeout_s: float = 125.0
+    log_level: str = "info"
+    log_format: str = "json"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: the process environment)."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            raw = source.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(name, raw, _PARSERS[f.type if isinstance(f.type, str) else ""])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject combinations that would break the service at run time."""
+        _check(1 <= self.http_port <= 65535, "SIPDATA_HTTP_PORT", "must be 1..65535")
+        _check(
+            urlsplit(self.database_url).scheme in {"postgresql", "postgres"},
+            "SIPDATA_DATABASE_URL",
+            "must be a postgresql:// URL",
+        )
+        _check(
+            urlsplit(self.redis_url).scheme in {"redis", "rediss", "unix"},
+            "SIPDATA_REDIS_URL",
+            "must be a redis:// URL",
+        )
+        _check(self.warm_interval_s > 0, "SIPDATA_WARM_INTERVAL_S", "must be > 0")
+        _check(self.catalog_refresh_s > 0, "SIPDATA_CATALOG_REFRESH_S", "must be > 0")
+        _check(
+            self.generation_grace_s > self.catalog_refresh_s * 5,
+            "SIPDATA_GENERATION_GRACE_S",
+            "must be well above SIPDATA_CATALOG_REFRESH_S",
+        )
+        _check(self.readthrough_ttl_s > 0, "SIPDATA_READTHROUGH_TTL_S", "must be > 0")
+        _check(self.negative_ttl_s > 0, "SIPDATA_NEGATIVE_TTL_S", "must be > 0")
+        _check(self.decision_deadline_ms > 0, "SIPDATA_DECISION_DEADLINE_MS", "must be > 0")
+        _check(self.redis_timeout_ms > 0, "SIPDATA_REDIS_TIMEOUT_MS", "must be > 0")
+        _check(self.db_timeout_ms > 0, "SIPDATA_DB_TIMEOUT_MS", "must be > 0")
+        _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
+        _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
+        _check(self.keepalive_timeout_s > 0, "SIPDATA_KEEPALIVE_TIMEOUT_S", "must be > 0")
+        _check(
+            self.log_level in {"debug", "info", "warning", "error"},
+            "SIPDATA_LOG_LEVEL",
+            "must be debug|info|warning|error",
+        )
+        _check(self.log_format in {"json", "console"}, "SIPDATA_LOG_FORMAT", "must be json|console")
+        _check(bool(self.realm) and ":" not in self.realm, "SIPDATA_REALM", "must be a domain")
+
+
+def _check(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} {why}", field=name)
+
+
+def _parse(name: str, raw: str, parser: Callable[[str], T]) -> T:
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is invalid: {exc}", field=name) from None
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _bool,
+}

@@ -1,0 +1,335 @@
+"""All SQL of sipdata (asyncpg): rows to models, the transaction retry loop, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+import structlog
+
+from sipdata.decide import acl, digest
+from sipdata.decide.lcr import RateRow
+from sipdata.decide.models import Carrier, Credential, Did, Gateway, Registration, Trunk
+from sipdata.decide.routes import trunk_address
+from sipdata.errors import StoreUnavailable
+from sipdata.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# SQLSTATE classes that mean "the database is away or overloaded", not "bug".
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+MAX_TX_ATTEMPTS = 6
+
+
+@asynccontextmanager
+async def translated(what: str) -> AsyncIterator[None]:
+    """Turn connection-level asyncpg/OS errors into StoreUnavailable."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if str(exc.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES:
+            raise StoreUnavailable(f"database: {what} failed ({exc.sqlstate})") from exc
+        raise
+    except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable(f"database: {what} failed: {exc.__class__.__name__}") from exc
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(settings: Settings, *, min_size: int | None = None) -> asyncpg.Pool:
+    """A pool that may start while the database is away (min_size 0 connects lazily)."""
+    async with translated("connect"):
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=settings.db_pool_min if min_size is None else min_size,
+            max_size=settings.db_pool_max,
+            command_timeout=settings.db_timeout_ms / 1000 * 20,
+            timeout=settings.db_timeout_ms / 1000 * 4,
+            init=_init_connection,
+        )
+    return pool
+
+
+async def in_transaction(
+    pool: asyncpg.Pool,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    isolation: str = "serializable",
+    readonly: bool = False,
+) -> T:
+    """Run `work` in a transaction, retrying the whole of it on SQLSTATE 40001.
+
+    CockroachDB aborts conflicting serializable transactions with 40001 and
+    expects the client to retry; backoff with full jitter keeps retries from
+    colliding again. `work` must be idempotent (40003 means "maybe committed").
+    """
+    for attempt in range(MAX_TX_ATTEMPTS):
+        try:
+            async with translated("transaction"), pool.acquire() as conn, conn.transaction(
+                isolation=isolation, readonly=readonly
+            ):
+                return await work(conn)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            retryable = isinstance(cause, asyncpg.PostgresError) and cause.sqlstate == "40001"
+            if not retryable or attempt == MAX_TX_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+# -- trunks -------------------------------------------------------------------
+
+_TRUNK_SQL = """
+SELECT t.id::text AS id, t.org_id::text AS org_id, t.name, t.username, t.password_hash,
+       COALESCE(t.auth_type, 'digest') AS auth_type, COALESCE(t.status, 'active') AS status,
+       COALESCE(o.status, 'active') AS org_status, COALESCE(t.max_channels, 0) AS max_channels,
+       COALESCE(t.transport, 'UDP') AS transport, t.outbound_proxy, t.allowed_ips,
+       EXISTS (SELECT 1 FROM lcr_rates r WHERE r.carrier_id = t.org_id) AS is_carrier
+FROM sip_trunks t JOIN organizations o ON o.id = t.org_id
+"""
+_ACL_SQL = "SELECT trunk_id::text AS trunk_id, ip_address::text AS ip, subnet_mask FROM trunk_acl"
+
+
+def acl_network(ip_text: str, subnet_mask: int | None) -> str:
+    """A `trunk_acl` row's network. IPv4 rows written as a bare address take
+    `subnet_mask`; rows written in CIDR form (and all IPv6 rows, for which the
+    seed's default mask of 32 would be far too wide) use the mask written."""
+    if "/" in ip_text:
+        return str(acl.parse_network(ip_text))
+    addr = acl.canonical_ip(ip_text)
+    mask = (subnet_mask if subnet_mask is not None else 32) if addr.version == 4 else 128
+    return str(acl.parse_network(str(addr), mask))
+
+
+def _networks(row: asyncpg.Record, acl_rows: Iterable[asyncpg.Record]) -> tuple[str, ...]:
+    nets: list[str] = []
+    for a in acl_rows:
+        try:
+            nets.append(acl_network(a["ip"], a["subnet_mask"]))
+        except ValueError:
+            log.warning("acl_row_invalid", trunk_id=row["id"], ip=a["ip"])
+    for entry in row["allowed_ips"] or []:
+        try:
+            nets.append(str(acl.parse_network(str(entry))))
+        except ValueError:
+            log.warning("allowed_ip_invalid", trunk_id=row["id"], entry=entry)
+    return tuple(dict.fromkeys(nets))
+
+
+def _trunk(row: asyncpg.Record, acl_rows: Iterable[asyncpg.Record]) -> Trunk:
+    networks = _networks(row, acl_rows)
+    return Trunk(
+        id=row["id"],
+        org_id=row["org_id"],
+        name=row["name"],
+        status=row["status"],
+        org_status=row["org_status"],
+        auth_type=row["auth_type"],
+        is_carrier=row["is_carrier"],
+        address=trunk_address(row["outbound_proxy"], networks),
+        transport=row["transport"],
+        networks=networks,
+        max_channels=row["max_channels"],
+    )
+
+
+def _group(rows: Iterable[asyncpg.Record], key: str) -> dict[str, list[asyncpg.Record]]:
+    out: dict[str, list[asyncpg.Record]] = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+def _credential(row: asyncpg.Record, trunk: Trunk) -> Credential | None:
+    if trunk.auth_type != "digest":
+        return None
+    stored = digest.parse(row["password_hash"])
+    if stored is None:
+        return None
+    return Credential(username=row["username"], trunk=trunk, ha1=stored)
+
+
+def _carriers(trunks: Iterable[Trunk], names: dict[str, str]) -> dict[str, Carrier]:
+    gateways: dict[str, list[Gateway]] = {cid: [] for cid in names}
+    for t in sorted(trunks, key=lambda t: t.name):
+        if t.org_id in gateways and t.usable and t.address:
+            gateways[t.org_id].append(Gateway(t.id, t.address, t.transport))
+    return {cid: Carrier(cid, names[cid], tuple(gws)) for cid, gws in gateways.items()}
+
+
+def _did(row: asyncpg.Record, trunk: Trunk | None) -> Did:
+    return Did(
+        number=row["number"],
+        org_id=row["org_id"],
+        status=row["status"] or "available",
+        voice_enabled=bool(row["voice_enabled"]),
+        trunk=trunk,
+    )
+
+
+def _rate(row: asyncpg.Record) -> RateRow:
+    return RateRow(
+        carrier_id=row["carrier_id"],
+        prefix=row["prefix"],
+        rate=row["rate"],
+        priority=row["priority"] if row["priority"] is not None else 100,
+        effective=row["effective_date"],
+        expiry=row["expiry_date"],
+    )
+
+
+_DID_SQL = """SELECT number, org_id::text AS org_id, trunk_id::text AS trunk_id, status,
+                     voice_enabled FROM phone_numbers"""
+_RATE_SQL = """SELECT carrier_id::text AS carrier_id, prefix, rate, priority, effective_date,
+                      expiry_date FROM lcr_rates
+               WHERE carrier_id IS NOT NULL AND (expiry_date IS NULL OR expiry_date > $1)"""
+_RULE_SQL = """SELECT id::text AS id, org_id::text AS org_id, trunk_id::text AS trunk_id, name,
+                      priority, match_type, match_pattern, time_condition, action, destination,
+                      transform_rules, weight, max_calls FROM routing_rules WHERE enabled"""
+_CARRIER_SQL = """SELECT o.id::text AS id, o.name FROM organizations o
+                  WHERE EXISTS (SELECT 1 FROM lcr_rates r WHERE r.carrier_id = o.id)"""
+_REG_SQL = """SELECT trunk_id::text AS trunk_id, contact, received, user_agent, expires_at
+              FROM trunk_registrations
+              WHERE status = 'online' AND contact IS NOT NULL AND expires_at > $1"""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One consistent read of everything the serving store holds."""
+
+    trunks: dict[str, Trunk]
+    credentials: dict[str, Credential]
+    dids: dict[str, Did]
+    rates: list[RateRow]
+    rules: list[dict[str, Any]]
+    carriers: dict[str, Carrier]
+    registrations: list[asyncpg.Record]
+
+
+class Store:
+    """The database as sipdata reads it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ping(self) -> None:
+        async with translated("ping"), self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def _trunks(self, conn: asyncpg.Connection, where: str, *args: Any) -> list[Trunk]:
+        rows = await conn.fetch(f"{_TRUNK_SQL} {where}", *args)
+        ids = [r["id"] for r in rows]
+        acl_rows = _group(await conn.fetch(f"{_ACL_SQL} WHERE trunk_id::text = ANY($1)", ids),
+                          "trunk_id")
+        return [_trunk(r, acl_rows.get(r["id"], [])) for r in rows]
+
+    async def trunks(self, ids: Sequence[str]) -> dict[str, Trunk]:
+        async with translated("read trunks"), self.pool.acquire() as conn:
+            found = await self._trunks(conn, "WHERE t.id::text = ANY($1)", list(ids))
+        return {t.id: t for t in found}
+
+    async def credential(self, username: str) -> Credential | None:
+        async with translated("read credential"), self.pool.acquire() as conn:
+            rows = await conn.fetch(f"{_TRUNK_SQL} WHERE t.username = $1", username)
+            if not rows:
+                return None
+            acl_rows = await conn.fetch(f"{_ACL_SQL} WHERE trunk_id = $1::uuid", rows[0]["id"])
+        return _credential(rows[0], _trunk(rows[0], acl_rows))
+
+    async def did(self, number: str) -> Did | None:
+        async with translated("read DID"), self.pool.acquire() as conn:
+            row = await conn.fetchrow(f"{_DID_SQL} WHERE number = $1", number)
+            if row is None:
+                return None
+            trunk = None
+            if row["trunk_id"]:
+                found = await self._trunks(conn, "WHERE t.id = $1::uuid", row["trunk_id"])
+                trunk = found[0] if found else None
+        return _did(row, trunk)
+
+    async def ip_trunks(self) -> list[Trunk]:
+        """Every IP-authenticated trunk with its networks (the cold-cache ACL)."""
+        async with translated("read ACL"), self.pool.acquire() as conn:
+            return await self._trunks(conn, "WHERE t.auth_type = 'ip'")
+
+    async def rates_for(self, prefixes: Sequence[str], today: dt.date) -> list[RateRow]:
+        async with translated("read rates"), self.pool.acquire() as conn:
+            rows = await conn.fetch(f"{_RATE_SQL} AND prefix = ANY($2)", today, list(prefixes))
+        return [_rate(r) for r in rows]
+
+    async def rules(self, org_id: str) -> list[dict[str, Any]]:
+        async with translated("read rules"), self.pool.acquire() as conn:
+            rows = await conn.fetch(f"{_RULE_SQL} AND org_id = $1::uuid", org_id)
+        return [dict(r) for r in rows]
+
+    async def carriers(self, ids: Sequence[str]) -> dict[str, Carrier]:
+        async with translated("read carriers"), self.pool.acquire() as conn:
+            names = {
+                r["id"]: r["name"]
+                for r in await conn.fetch(f"{_CARRIER_SQL} AND o.id::text = ANY($1)", list(ids))
+            }
+            trunks = await self._trunks(conn, "WHERE t.org_id::text = ANY($1)", list(names))
+        return _carriers(trunks, names)
+
+    async def snapshot(self, today: dt.date, now: dt.datetime) -> Snapshot:
+        """Everything, read in one REPEATABLE READ read-only transaction."""
+
+        async def read(conn: asyncpg.Connection) -> Snapshot:
+            trunk_list = await self._trunks(conn, "")
+            trunks = {t.id: t for t in trunk_list}
+            cred_rows = await conn.fetch(
+                "SELECT id::text AS id, username, password_hash FROM sip_trunks"
+            )
+            creds = {}
+            for r in cred_rows:
+                cred = _credential(r, trunks[r["id"]])
+                if cred is not None:
+                    creds[cred.username] = cred
+            dids = {
+                r["number"]: _did(r, trunks.get(r["trunk_id"]) if r["trunk_id"] else None)
+                for r in await conn.fetch(_DID_SQL)
+            }
+            rates = [_rate(r) async for r in conn.cursor(_RATE_SQL, today, prefetch=20000)]
+            rules = [dict(r) for r in await conn.fetch(_RULE_SQL)]
+            names = {r["id"]: r["name"] for r in await conn.fetch(_CARRIER_SQL)}
+            regs = await conn.fetch(_REG_SQL, now)
+            return Snapshot(
+                trunks, creds, dids, rates, rules, _carriers(trunk_list, names), list(regs)
+            )
+
+        return await in_transaction(self.pool, read, isolation="repeatable_read", readonly=True)
+
+    async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:
+        """Live registrations from the database (when Redis cannot say)."""
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        async with translated("read registrations"), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"{_REG_SQL} AND trunk_id::text = ANY($2)", now, list(trunk_ids)
+            )
+        return {r["trunk_id"]: registration_of(r) for r in rows}
+
+
+def registration_of(row: asyncpg.Record) -> Registration:
+    expires = row["expires_at"].replace(tzinfo=dt.UTC)
+    return Registration(
+        contact=row["contact"],
+        expires=int(expires.timestamp()),
+        user_agent=row["user_agent"],
+        received=row["received"],
+    )

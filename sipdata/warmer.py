@@ -1,0 +1,184 @@
+"""The warmer: full loads database -> Redis as new generations, switched atomically.
+
+A load reads one consistent snapshot, writes every hash of a fresh
+generation, then switches `routing:current` in one script. Anything that
+fails before the switch leaves the previous generation serving, and the
+half-written hashes expire on their own (keys.BUILD_TTL_S). Registrations are
+restored only where Redis lost them, never over a newer live one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.decide import acl, lcr
+from sipdata.decide.models import Trunk
+from sipdata.decide.rules import RuleError, parse_rule
+from sipdata.errors import SipdataError
+from sipdata.metrics import Metrics
+from sipdata.service import rules_doc
+from sipdata.settings import Settings
+from sipdata.store import Snapshot, Store, registration_of
+
+log = structlog.get_logger(__name__)
+
+# Test seam: awaited between writing the new generation and switching to it.
+BeforeSwitch = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A generation ready to write: hash kind -> field -> value, plus the manifest."""
+
+    hashes: dict[str, dict[str, bytes]]
+    manifest: dict[str, Any]
+
+
+def _dump(value: Any) -> bytes:
+    return orjson.dumps(value, default=str)
+
+
+def build_payload(snap: Snapshot, today: dt.date) -> Payload:
+    """Turn a database snapshot into the hashes of one generation (pure)."""
+    acl_index: dict[str, list[Trunk]] = defaultdict(list)
+    lengths: dict[int, set[int]] = {4: set(), 6: set()}
+    for trunk in snap.trunks.values():
+        if trunk.auth_type != "ip":
+            continue
+        for text in trunk.networks:
+            net = acl.parse_network(text)
+            acl_index[str(net)].append(trunk)
+            lengths[net.version].add(net.prefixlen)
+
+    compiled = lcr.compile_deck(snap.rates, today)
+
+    by_org: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    invalid: list[dict[str, str]] = []
+    for row in snap.rules:
+        try:
+            parse_rule(row)
+        except RuleError as exc:
+            invalid.append({"rule_id": str(row["id"]), "why": str(exc)})
+            log.warning("rule_invalid", rule_id=str(row["id"]), why=str(exc))
+            continue
+        by_org[row["org_id"]].append(row)
+    custom: dict[str, bytes] = {}
+    needs_registration: dict[str, bytes] = {}
+    for org_id, rows in by_org.items():
+        targets = {
+            str(r["destination"]): snap.trunks[str(r["destination"])]
+            for r in rows
+            if r["action"] == "trunk" and str(r["destination"]) in snap.trunks
+        }
+        custom[org_id] = rules_doc(rows, targets)
+        dynamic = sorted(t.id for t in targets.values() if t.address is None)
+        if dynamic:
+            needs_registration[org_id] = " ".join(dynamic).encode()
+
+    hashes = {
+        keys.KIND_TRUNK: {k: _dump(t.to_json()) for k, t in snap.trunks.items()},
+        keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
+        keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
+        keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
+        keys.KIND_LCR: {k: _dump([r.to_json() for r in v]) for k, v in compiled.items()},
+        keys.KIND_CUSTOM: custom,
+        keys.KIND_CUSTOM_TARGETS: needs_registration,
+        keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
+    }
+    manifest = {
+        "compiled_for": today.isoformat(),
+        "acl_v4_lengths": sorted(lengths[4], reverse=True),
+        "acl_v6_lengths": sorted(lengths[6], reverse=True),
+        "counts": {kind[:-2].replace(":", "_"): len(v) for kind, v in hashes.items()},
+        "rate_rows": len(snap.rates),
+        "invalid_rules": invalid,
+    }
+    return Payload(hashes, manifest)
+
+
+class Warmer:
+    def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics,
+                 before_switch: BeforeSwitch | None = None) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.store = store
+        self.metrics = metrics
+        self.before_switch = before_switch
+        self.owner = uuid.uuid4().hex
+
+    async def load_once(self) -> dict[str, Any] | None:
+        """One full load; None when another warmer holds the lock."""
+        if not await self.cache.acquire_lock(self.owner, keys.BUILD_TTL_S):
+            log.info("warm_skipped_locked")
+            return None
+        started = time.monotonic()
+        try:
+            now = dt.datetime.now(dt.UTC)
+            snap = await self.store.snapshot(now.date(), now.replace(tzinfo=None))
+            payload = build_payload(snap, now.date())
+            gen = await self.cache.next_generation()
+            for kind, mapping in payload.hashes.items():
+                await self.cache.write_hash(kind, gen, mapping)
+            manifest = {**payload.manifest, "generation": gen, "built_at": now.isoformat()}
+            await self.cache.write_manifest(gen, manifest)
+            if self.before_switch is not None:
+                await self.before_switch(gen)
+            switched = await self.cache.switch(gen, self.settings.generation_grace_s)
+            restored = await self.cache.restore_registrations(
+                {
+                    r["trunk_id"]: (
+                        _dump(registration_of(r).to_json()),
+                        max(1, int((r["expires_at"] - now.replace(tzinfo=None)).total_seconds())),
+                    )
+                    for r in snap.registrations
+                }
+            )
+            duration = time.monotonic() - started
+            beat = {
+                "at": time.time(),
+                "generation": gen,
+                "switched": switched,
+                "duration_s": round(duration, 3),
+                "counts": manifest["counts"],
+                "registrations_restored": restored,
+            }
+            await self.cache.write_heartbeat(beat, int(self.settings.warm_interval_s * 3) + 5)
+            self.metrics.warm_last_success.set(beat["at"])
+            self.metrics.warm_duration.set(duration)
+            log.info("warm_done", **beat)
+            return beat
+        except Exception:
+            self.metrics.warm_failures.inc()
+            raise
+        finally:
+            try:
+                await self.cache.release_lock(self.owner)
+            except SipdataError:
+                log.warning("warm_lock_not_released")
+
+    async def run(self) -> None:
+        """Load now and every interval; a failure is logged and retried sooner."""
+        delay = 0.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.load_once()
+                delay = self.settings.warm_interval_s
+            except SipdataError as exc:
+                log.warning("warm_failed", error=exc.message)
+                delay = min(5.0, self.settings.warm_interval_s)
+            except Exception:
+                log.exception("warm_crashed")
+                delay = min(5.0, self.settings.warm_interval_s)
