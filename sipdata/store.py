@@ -103,25 +103,30 @@ SELECT t.id::text AS id, t.org_id::text AS org_id, t.name, t.username, t.passwor
        EXISTS (SELECT 1 FROM lcr_rates r WHERE r.carrier_id = t.org_id) AS is_carrier
 FROM sip_trunks t JOIN organizations o ON o.id = t.org_id
 """
-_ACL_SQL = "SELECT trunk_id::text AS trunk_id, ip_address::text AS ip, subnet_mask FROM trunk_acl"
+_ACL_SQL = """SELECT trunk_id::text AS trunk_id, host(ip_address) AS ip,
+                    masklen(ip_address) AS masklen, subnet_mask FROM trunk_acl"""
 
 
-def acl_network(ip_text: str, subnet_mask: int | None) -> str:
-    """A `trunk_acl` row's network. IPv4 rows written as a bare address take
-    `subnet_mask`; rows written in CIDR form (and all IPv6 rows, for which the
-    seed's default mask of 32 would be far too wide) use the mask written."""
-    if "/" in ip_text:
-        return str(acl.parse_network(ip_text))
-    addr = acl.canonical_ip(ip_text)
-    mask = (subnet_mask if subnet_mask is not None else 32) if addr.version == 4 else 128
-    return str(acl.parse_network(str(addr), mask))
+def acl_network(host: str, masklen: int, subnet_mask: int | None) -> str:
+    """A `trunk_acl` row's network. An IPv4 address stored without a mask
+    (masklen 32) takes `subnet_mask` (the seed's column, default 32); one stored
+    in CIDR form keeps its own mask. IPv6 rows always use the mask stored with
+    the address: the seed's default of 32 would be absurdly wide there."""
+    if host.lower().startswith("::ffff:") and "." in host:
+        if masklen < 96:
+            raise ValueError("an IPv4-mapped network needs a mask of at least /96")
+        masklen -= 96  # the IPv4 address it maps, with the mask it covers there
+    addr = acl.canonical_ip(host)
+    if addr.version == 4 and masklen == 32:
+        masklen = subnet_mask if subnet_mask is not None else 32
+    return str(acl.parse_network(str(addr), masklen))
 
 
 def _networks(row: asyncpg.Record, acl_rows: Iterable[asyncpg.Record]) -> tuple[str, ...]:
     nets: list[str] = []
     for a in acl_rows:
         try:
-            nets.append(acl_network(a["ip"], a["subnet_mask"]))
+            nets.append(acl_network(a["ip"], a["masklen"], a["subnet_mask"]))
         except ValueError:
             log.warning("acl_row_invalid", trunk_id=row["id"], ip=a["ip"])
     for entry in row["allowed_ips"] or []:

@@ -139,18 +139,20 @@ class RoutingFacts:
 
 
 def _did_verdict(
-    did: Did | None, number: str, facts: RoutingFacts, identity: Identity
-) -> Verdict | list[Leg]:
+    did: Did | None, number: str, facts: RoutingFacts, identity: Identity, explain: dict[str, Any]
+) -> Verdict:
+    explain["did"] = number
     if did is None or did.status != "active" or did.trunk is None:
-        return reject(404, "Not Found", identity, did=number)
+        return reject(404, "Not Found", identity, **explain)
     if not did.voice_enabled:
-        return reject(403, "Voice Not Enabled", identity, did=number)
+        return reject(403, "Voice Not Enabled", identity, **explain)
     if not did.trunk.usable:
-        return reject(403, "Destination Suspended", identity, did=number)
+        return reject(403, "Destination Suspended", identity, **explain)
     leg = trunk_leg(did.trunk, facts.registrations.get(did.trunk.id), number, "did", None)
     if leg is None:
-        return reject(480, "Temporarily Unavailable", identity, did=number, not_registered=did.trunk.id)
-    return [leg]
+        return reject(480, "Temporarily Unavailable", identity, not_registered=did.trunk.id,
+                      **explain)
+    return Verdict("route", 200, "OK", identity, (leg,), explain)
 
 
 def _lcr_legs(
@@ -227,10 +229,7 @@ def route(
 
     if identity.trunk.is_carrier:
         explain["direction"] = "inbound"
-        did = _did_verdict(facts.did, number, facts, identity)
-        if isinstance(did, Verdict):
-            return did
-        return Verdict("route", 200, "OK", identity, tuple(did), explain)
+        return _did_verdict(facts.did, number, facts, identity, explain)
 
     explain["direction"] = "outbound"
     legs: list[Leg] = []
@@ -250,10 +249,7 @@ def route(
 
     if facts.did is not None and facts.did.status == "active":
         explain["on_net"] = number
-        did = _did_verdict(facts.did, number, facts, identity)
-        if isinstance(did, Verdict):
-            return did
-        return Verdict("route", 200, "OK", identity, tuple(did), explain)
+        return _did_verdict(facts.did, number, facts, identity, explain)
 
     legs = dedupe(_lcr_legs(number, facts, day, explain, None))
     if not legs:

@@ -1,0 +1,106 @@
+"""Least-cost routing: the deck semantics, and the compiled table equals a brute-force scan."""
+
+import datetime as dt
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sipdata.decide.lcr import RateRow, brute_force, compile_deck, longest_entry, resolve
+
+D = dt.date
+TODAY = D(2026, 6, 15)
+
+
+def row(carrier: str, prefix: str, rate: str, eff: dt.date = D(2025, 1, 1),
+        exp: dt.date | None = None, priority: int = 100) -> RateRow:
+    return RateRow(carrier, prefix, Decimal(rate), priority, eff, exp)
+
+
+def lookup(rows: list[RateRow], number: str, day: dt.date, compiled_on: dt.date = TODAY):
+    table = compile_deck(rows, compiled_on)
+    hit = longest_entry(number, table)
+    return resolve(hit[1], day) if hit else []
+
+
+def carriers(offers) -> list[str]:
+    return [o.carrier_id for o in offers]
+
+
+def test_each_carrier_rated_by_its_own_longest_prefix() -> None:
+    """B's '1' at 0.005 beats A's '1212' at 0.010; A follows as failover."""
+    rows = [row("A", "1212", "0.010"), row("A", "1", "0.020"), row("B", "1", "0.005")]
+    offers = lookup(rows, "12125551234", TODAY)
+    assert carriers(offers) == ["B", "A"]
+    assert [str(o.rate) for o in offers] == ["0.005", "0.010"]
+    assert offers[1].prefix == "1212"
+
+
+def test_latest_effective_row_supersedes_older() -> None:
+    rows = [row("A", "1", "0.006", D(2024, 1, 1)), row("A", "1", "0.005", D(2025, 6, 1))]
+    assert str(lookup(rows, "1555", TODAY)[0].rate) == "0.005"
+    assert str(lookup(rows, "1555", D(2025, 5, 31), compiled_on=D(2025, 5, 31))[0].rate) == "0.006"
+
+
+def test_row_not_yet_in_effect_takes_over_on_its_day_without_rebuild() -> None:
+    rows = [row("A", "1", "0.010"), row("A", "1212", "0.001", eff=TODAY + dt.timedelta(days=2))]
+    table_day = TODAY
+    assert str(lookup(rows, "12125", TODAY, table_day)[0].rate) == "0.010"
+    assert str(lookup(rows, "12125", TODAY + dt.timedelta(days=2), table_day)[0].rate) == "0.001"
+
+
+def test_expired_specific_row_falls_back_to_shorter_prefix_on_expiry_day() -> None:
+    rows = [row("A", "1", "0.010"), row("A", "1212", "0.002", exp=TODAY + dt.timedelta(days=1))]
+    assert lookup(rows, "1212555", TODAY)[0].prefix == "1212"
+    after = lookup(rows, "1212555", TODAY + dt.timedelta(days=1))
+    assert after[0].prefix == "1" and str(after[0].rate) == "0.010"
+
+
+def test_ties_break_on_priority_then_carrier_id() -> None:
+    rows = [row("C", "1", "0.01", priority=5), row("A", "1", "0.01", priority=5),
+            row("B", "1", "0.01", priority=1)]
+    assert carriers(lookup(rows, "15", TODAY)) == ["B", "A", "C"]
+
+
+def test_no_matching_prefix_means_no_offers() -> None:
+    assert lookup([row("A", "44", "0.01")], "12125", TODAY) == []
+
+
+def test_compiled_entry_keeps_seed_fields() -> None:
+    doc = row("A", "1", "0.010").to_json()
+    assert {"carrier_id", "rate", "priority"} <= set(doc)
+    assert RateRow.from_json(doc) == row("A", "1", "0.010")
+
+
+def test_compile_prunes_ancestors_behind_a_permanent_row() -> None:
+    rows = [row("A", "1", "0.02"), row("A", "12", "0.01")]
+    table = compile_deck(rows, TODAY)
+    assert [r.prefix for r in table["12"]] == ["12"]  # '1' can never win below '12'
+    expiring = [row("A", "1", "0.02"), row("A", "12", "0.01", exp=TODAY + dt.timedelta(days=9))]
+    assert sorted(r.prefix for r in compile_deck(expiring, TODAY)["12"]) == ["1", "12"]
+
+
+days = st.integers(-40, 40).map(lambda n: TODAY + dt.timedelta(days=n))
+
+
+@st.composite
+def decks(draw):
+    n = draw(st.integers(0, 25))
+    rows = {}
+    for _ in range(n):
+        carrier = draw(st.sampled_from("ABCD"))
+        prefix = draw(st.from_regex(r"\A[12][0-9]{0,3}\Z"))
+        eff = draw(days)
+        exp = draw(st.one_of(st.none(), st.integers(1, 40).map(lambda k: eff + dt.timedelta(days=k))))
+        rate = Decimal(draw(st.integers(1, 30))) / 1000
+        prio = draw(st.integers(1, 3))
+        rows[(carrier, prefix, eff)] = RateRow(carrier, prefix, rate, prio, eff, exp)
+    return list(rows.values())
+
+
+@settings(max_examples=400, deadline=None)
+@given(decks(), st.from_regex(r"\A[12][0-9]{0,6}\Z"), st.integers(0, 60))
+def test_compiled_answer_equals_brute_force_on_every_later_day(rows, number, later) -> None:
+    """Compile once; for any day from then on, the lookup equals scanning every deck."""
+    day = TODAY + dt.timedelta(days=later)
+    assert lookup(rows, number, day) == brute_force(rows, number, day)

@@ -1,0 +1,45 @@
+"""Settings: defaults that work here, typed parsing, errors naming the variable."""
+
+import pytest
+
+from sipdata.errors import ConfigError
+from sipdata.settings import Settings
+
+
+def test_defaults_point_at_local_services() -> None:
+    s = Settings.from_env({})
+    assert s.database_url.startswith("postgresql://") and "127.0.0.1:5432" in s.database_url
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.keepalive_timeout_s > 118  # outlives libcurl's idle reuse
+
+
+def test_values_are_parsed_by_type() -> None:
+    s = Settings.from_env({"SIPDATA_HTTP_PORT": "9000", "SIPDATA_WARMER_ENABLED": "off",
+                           "SIPDATA_WARM_INTERVAL_S": "2.5", "SIPDATA_REALM": "edge.example"})
+    assert (s.http_port, s.warmer_enabled, s.warm_interval_s, s.realm) == (
+        9000, False, 2.5, "edge.example")
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SIPDATA_HTTP_PORT": "eighty"}, "SIPDATA_HTTP_PORT"),
+        ({"SIPDATA_HTTP_PORT": "70000"}, "SIPDATA_HTTP_PORT"),
+        ({"SIPDATA_WARMER_ENABLED": "maybe"}, "SIPDATA_WARMER_ENABLED"),
+        ({"SIPDATA_DATABASE_URL": "mysql://x"}, "SIPDATA_DATABASE_URL"),
+        ({"SIPDATA_REDIS_URL": "http://x"}, "SIPDATA_REDIS_URL"),
+        ({"SIPDATA_LOG_FORMAT": "xml"}, "SIPDATA_LOG_FORMAT"),
+        ({"SIPDATA_REALM": "a:b"}, "SIPDATA_REALM"),
+        ({"SIPDATA_GENERATION_GRACE_S": "1"}, "SIPDATA_GENERATION_GRACE_S"),
+    ],
+)
+def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert name in info.value.message
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        s.http_port = 1  # type: ignore[misc]
