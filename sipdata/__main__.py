@@ -66,7 +66,7 @@ async def cmd_partitions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
-    redis = cache_mod.Cache(cache_mod.connect(settings))
+    redis = cache_mod.Cache.from_settings(settings)
     try:
         async def work(pool: Any) -> Any:
             return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
@@ -103,7 +103,7 @@ async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"carrier_id": result.carrier_id, "rows": result.rows,
                            "removed": result.removed}
     if args.warm:
-        redis = cache_mod.Cache(cache_mod.connect(settings))
+        redis = cache_mod.Cache.from_settings(settings)
         try:
             async def warm(pool: Any) -> Any:
                 return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()

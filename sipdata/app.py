@@ -22,9 +22,14 @@ WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
+    """Cancel and await a background task. Cancelled again if a library swallowed the
+    first cancellation (a client catching CancelledError mid-request), so shutdown
+    can never hang on it."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        task.result()
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
@@ -35,7 +40,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[handlers.MAX_BODY] = settings.max_body_bytes
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        redis = cache_mod.Cache(cache_mod.connect(settings))
+        redis = cache_mod.Cache.from_settings(settings)
         # min_size 0: the service starts (and serves from Redis) while the database is away.
         pool = await store_mod.create_pool(settings, min_size=0)
         service = Service(settings, redis, store_mod.Store(pool), metrics)

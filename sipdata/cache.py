@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,20 +19,13 @@ from sipdata.settings import Settings
 HSET_BATCH = 2000  # fields per HSET: big enough to amortise, small enough not to stall Redis
 
 
-@asynccontextmanager
-async def _translated(what: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
-
-
 def connect(settings: Settings) -> aioredis.Redis:
-    timeout = settings.redis_timeout_ms / 1000
+    # No socket_timeout: redis-py's own read timeout swallows task cancellation
+    # now and then (tests/integration/test_cancellation.py), which would let a
+    # request outlive its deadline. Cache bounds every call with asyncio.timeout.
     return aioredis.Redis.from_url(
         settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=settings.redis_timeout_ms / 1000,
         max_connections=256,
         decode_responses=False,
     )
@@ -55,45 +49,63 @@ class FirstRound:
 class Cache:
     """The serving store, as sipdata uses it."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, timeout_s: float = 0.25,
+                 bulk_timeout_s: float = 30.0) -> None:
         self.client = client
+        self.timeout_s = timeout_s  # per call on the request path
+        self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
         self._switch = client.register_script(keys.SWITCH_LUA)
         self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
         self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Cache:
+        return cls(connect(settings), timeout_s=settings.redis_timeout_ms / 1000)
+
+    @asynccontextmanager
+    async def _translated(self, what: str, bulk: bool = False) -> AsyncIterator[None]:
+        """Bound the call in time and turn client errors into CacheUnavailable."""
+        try:
+            async with asyncio.timeout(self.bulk_timeout_s if bulk else self.timeout_s):
+                yield
+        except TimeoutError as exc:
+            raise CacheUnavailable(f"redis: {what} timed out") from exc
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def ping(self) -> None:
-        async with _translated("ping"):
+        async with self._translated("ping"):
             await self.client.ping()
 
     # -- reads ---------------------------------------------------------------
 
     async def current_generation(self) -> int | None:
-        async with _translated("read current generation"):
+        async with self._translated("read current generation"):
             raw = await self.client.get(keys.CURRENT)
         return int(raw) if raw else None
 
     async def manifest(self, gen: int) -> dict[str, Any] | None:
-        async with _translated("read manifest"):
+        async with self._translated("read manifest"):
             raw = await self.client.get(keys.gen_key(keys.KIND_MANIFEST, gen))
         return orjson.loads(raw) if raw else None
 
     async def hash_all(self, kind: str, gen: int) -> dict[str, bytes]:
-        async with _translated(f"read {kind}"):
+        async with self._translated(f"read {kind}"):
             raw = await self.client.hgetall(keys.gen_key(kind, gen))
         return {k.decode(): v for k, v in raw.items()}
 
     async def hget(self, kind: str, gen: int, field: str) -> bytes | None:
-        async with _translated(f"read {kind}"):
+        async with self._translated(f"read {kind}"):
             value: bytes | None = await self.client.hget(keys.gen_key(kind, gen), field)
         return value
 
     async def hmget(self, kind: str, gen: int, fields: Sequence[str]) -> list[bytes | None]:
         if not fields:
             return []
-        async with _translated(f"read {kind}"):
+        async with self._translated(f"read {kind}"):
             values: list[bytes | None] = await self.client.hmget(keys.gen_key(kind, gen), fields)
         return values
 
@@ -108,7 +120,7 @@ class Cache:
         number: str,
     ) -> FirstRound:
         """One pipeline: generation check, ACL probes, credential, LCR prefixes, DID."""
-        async with _translated("first round"):
+        async with self._translated("first round"):
             pipe = self.client.pipeline(transaction=False)
             pipe.get(keys.CURRENT)
             pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
@@ -142,7 +154,7 @@ class Cache:
         self, gen: int, org_id: str | None, trunk_ids: Iterable[str]
     ) -> tuple[bytes | None, dict[str, bytes | None]]:
         """The org's rules doc and the registrations of the trunks it may route to."""
-        async with _translated("org routing"):
+        async with self._translated("org routing"):
             rules, flat = await self._org_routing(
                 keys=[
                     keys.gen_key(keys.KIND_CUSTOM, gen),
@@ -156,39 +168,39 @@ class Cache:
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, bytes | None]:
         if not trunk_ids:
             return {}
-        async with _translated("read registrations"):
+        async with self._translated("read registrations"):
             values = await self.client.mget([keys.registration(t) for t in trunk_ids])
         return dict(zip(trunk_ids, values, strict=True))
 
     async def get_readthrough(self, kind: str, key: str) -> bytes | None:
-        async with _translated("read-through get"):
+        async with self._translated("read-through get"):
             value: bytes | None = await self.client.get(keys.readthrough(kind, key))
         return value
 
     async def set_readthrough(self, kind: str, key: str, value: bytes, ttl_s: int) -> None:
-        async with _translated("read-through set"):
+        async with self._translated("read-through set"):
             await self.client.set(keys.readthrough(kind, key), value, ex=ttl_s)
 
     # -- warmer ----------------------------------------------------------------
 
     async def acquire_lock(self, owner: str, ttl_s: int) -> bool:
-        async with _translated("warmer lock"):
+        async with self._translated("warmer lock"):
             return bool(await self.client.set(keys.WARMER_LOCK, owner, nx=True, ex=ttl_s))
 
     async def release_lock(self, owner: str) -> None:
-        async with _translated("warmer unlock"):
+        async with self._translated("warmer unlock"):
             if await self.client.get(keys.WARMER_LOCK) == owner.encode():
                 await self.client.delete(keys.WARMER_LOCK)
 
     async def next_generation(self) -> int:
-        async with _translated("allocate generation"):
+        async with self._translated("allocate generation"):
             return int(await self.client.incr(keys.SEQUENCE))
 
     async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
         """Write a generation hash in batches; it expires unless `switch` adopts it."""
         name = keys.gen_key(kind, gen)
         items = list(mapping.items())
-        async with _translated(f"write {kind}"):
+        async with self._translated(f"write {kind}", bulk=True):
             for start in range(0, len(items), HSET_BATCH * 10):
                 pipe = self.client.pipeline(transaction=False)
                 for i in range(start, min(start + HSET_BATCH * 10, len(items)), HSET_BATCH):
@@ -197,31 +209,31 @@ class Cache:
                 await pipe.execute()
 
     async def write_manifest(self, gen: int, doc: Mapping[str, Any]) -> None:
-        async with _translated("write manifest"):
+        async with self._translated("write manifest"):
             await self.client.set(
                 keys.gen_key(keys.KIND_MANIFEST, gen), orjson.dumps(doc), ex=keys.BUILD_TTL_S
             )
 
     async def switch(self, gen: int, grace_s: int) -> bool:
-        async with _translated("switch generation"):
+        async with self._translated("switch generation"):
             done = await self._switch(
                 keys=[keys.CURRENT], args=[gen, grace_s, *keys.GENERATION_KINDS]
             )
         return bool(done)
 
     async def write_heartbeat(self, doc: Mapping[str, Any], ttl_s: int) -> None:
-        async with _translated("heartbeat"):
+        async with self._translated("heartbeat"):
             await self.client.set(keys.HEARTBEAT, orjson.dumps(doc), ex=ttl_s)
 
     async def heartbeat(self) -> dict[str, Any] | None:
-        async with _translated("read heartbeat"):
+        async with self._translated("read heartbeat"):
             raw = await self.client.get(keys.HEARTBEAT)
         return orjson.loads(raw) if raw else None
 
     async def restore_registrations(self, regs: Mapping[str, tuple[bytes, int]]) -> int:
         """Put database registrations back where Redis lost them (never over a live one)."""
         restored = 0
-        async with _translated("restore registrations"):
+        async with self._translated("restore registrations", bulk=True):
             pipe = self.client.pipeline(transaction=False)
             for trunk_id, (value, ttl) in regs.items():
                 pipe.set(keys.registration(trunk_id), value, ex=ttl, nx=True)
