@@ -28,7 +28,10 @@ class Metrics:
             registry=r,
         )
         self.degraded = Counter(
-            "sipdata_degraded", "Answers given without Redis or past the deadline", ["reason"],
+            "sipdata_degraded",
+            "Failures met while answering: a Redis call that failed (the answer then came "
+            "from the database), or a request past its deadline",
+            ["reason"],
             registry=r,
         )
         self.warm_last_success = Gauge(

@@ -114,6 +114,7 @@ class Service:
         try:
             await self.cache.set_readthrough(kind, key, value or keys.NEGATIVE, ttl)
         except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
             log.warning("readthrough_not_cached", kind=kind)
 
     async def _through(
@@ -154,6 +155,7 @@ class Service:
         try:
             return await self.cache.get_readthrough(kind, key)
         except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
             return None
 
     async def credential(self, username: str, view: View | None = None,

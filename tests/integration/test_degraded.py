@@ -1,0 +1,118 @@
+"""Redis or the database away: answers still come, and never look like an auth failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from sipdata.cache import Cache
+from sipdata.settings import Settings
+
+from .conftest import Api, RedisServer, free_port, start_api, warmer
+
+pytestmark = pytest.mark.usefixtures("demo")
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers (a hung server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
+
+
+def dead_redis(settings: Settings) -> Settings:
+    return replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+
+
+def dead_db(settings: Settings, port: int) -> Settings:
+    return replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{port}/sipdata")
+
+
+async def test_redis_down_decisions_read_the_database(settings: Settings) -> None:
+    api = await start_api(dead_redis(settings))
+    try:
+        body = await api.decide(source_ip="127.0.0.10", to="12125551234")
+        assert body["verdict"] == "route"
+        assert set(body["explain"]["sources"].values()) == {"database"}
+        status, ready = await api.get("/ready")
+        assert status == 503 and any("redis" in r for r in ready["reasons"])
+        metrics = await (await api.client.get("/metrics")).text()
+        assert 'sipdata_degraded_total{reason="redis"}' in metrics
+    finally:
+        await api.client.close()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"source_ip": "198.51.100.7"},  # would be a challenge
+        {"source_ip": "198.51.100.7", "auth_user": "acme-pbx"},  # would be digest
+        {"source_ip": "127.0.0.10"},  # would be routed
+    ],
+)
+async def test_redis_and_database_down_is_503_never_auth(settings: Settings, params: dict) -> None:
+    api = await start_api(dead_db(dead_redis(settings), free_port()))
+    try:
+        status, body = await api.get("/v1/decide/invite", to="12125551234", call_id="c", **params)
+        assert status == 503
+        assert (body["verdict"], body["code"], body["degraded"]) == ("reject", 503, True)
+        assert body["error"]["code"] in {"database_unavailable", "redis_unavailable"}
+    finally:
+        await api.client.close()
+
+
+async def test_database_down_warm_redis_still_routes(settings: Settings, cache: Cache,
+                                                     pool: asyncpg.Pool) -> None:
+    await warmer(settings, cache, pool).load_once()
+    api = await start_api(dead_db(settings, free_port()))
+    try:
+        body = await api.decide(source_ip="127.0.0.10", to="12125551234")
+        assert body["verdict"] == "route"
+        assert set(body["explain"]["sources"].values()) == {"generation"}
+        digest_call = await api.decide(source_ip="127.0.0.9", to="12125551234",
+                                       auth_user="acme-pbx")
+        assert digest_call["auth"]["ha1"]
+        status, ready = await api.get("/ready")
+        assert status == 503 and any("database" in r for r in ready["reasons"])
+    finally:
+        await api.client.close()
+
+
+async def test_hung_redis_and_database_answer_503_within_the_deadline(
+    private_settings: Settings, redis_server: RedisServer, pool: asyncpg.Pool, blackhole: int
+) -> None:
+    """Both stop answering (SIGSTOP, a silent port): sipdata answers 503 itself, on time."""
+    settings = replace(dead_db(private_settings, blackhole), decision_deadline_ms=400,
+                       redis_timeout_ms=100, db_timeout_ms=100)
+    cache = Cache.from_settings(private_settings)
+    await warmer(private_settings, cache, pool).load_once()
+    await cache.close()
+    api = await start_api(settings)
+    try:
+        ok = await api.decide(source_ip="127.0.0.10", to="12125551234")
+        assert ok["verdict"] == "route"
+        assert redis_server.proc is not None
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            status, body = await api.get("/v1/decide/invite", source_ip="127.0.0.10",
+                                         to="12125551234", call_id="hung")
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        assert status == 503 and body["code"] == 503
+        assert body["error"]["code"] in {"deadline_exceeded", "database_unavailable"}
+        # Not a speed measurement: without the deadline this request would wait on
+        # the silent servers; 5 s is far inside any Kamailio http timeout budget.
+        assert elapsed < 5.0
+    finally:
+        await api.client.close()

@@ -1,0 +1,65 @@
+"""Operations endpoints: health, readiness with reasons, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from sipdata.cache import Cache
+from sipdata.settings import Settings
+
+from .conftest import Api, warmer
+
+pytestmark = pytest.mark.usefixtures("demo")
+
+
+async def test_health_is_alive_without_dependencies(api: Api) -> None:
+    assert await api.get("/health") == (200, {"status": "ok"})
+
+
+async def test_ready_needs_a_fresh_warmer_heartbeat(api: Api, settings: Settings, cache: Cache,
+                                                    pool: asyncpg.Pool) -> None:
+    status, body = await api.get("/ready")
+    assert status == 503 and body["status"] == "unready"
+    assert "warmer heartbeat missing or expired" in body["reasons"]
+    await warmer(settings, cache, pool).load_once()
+    status, body = await api.get("/ready")
+    assert status == 200 and body["reasons"] == [] and body["generation"] == 1
+
+
+async def test_metrics_count_requests_lookups_and_warmer(api: Api, settings: Settings,
+                                                        cache: Cache, pool: asyncpg.Pool) -> None:
+    await api.decide(source_ip="127.0.0.10", to="12125551234")  # cold: database
+    await api.get("/v1/lcr", number="x")  # a 400
+    resp = await api.client.get("/metrics")
+    text = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    assert 'sipdata_http_requests_total{endpoint="/v1/decide/invite",status="200"} 1.0' in text
+    assert 'sipdata_http_requests_total{endpoint="/v1/lcr",status="400"} 1.0' in text
+    assert 'sipdata_http_request_seconds_bucket{endpoint="/v1/decide/invite"' in text
+    assert 'sipdata_cache_lookups_total{kind="acl",source="database"} 1.0' in text
+    assert "sipdata_warmer_last_success_timestamp_seconds" in text
+
+
+async def test_in_process_warmer_runs_and_reports(settings: Settings, pool: asyncpg.Pool,
+                                                  cache: Cache) -> None:
+    from dataclasses import replace
+
+    from .conftest import start_api
+
+    api = await start_api(replace(settings, warmer_enabled=True, warm_interval_s=30))
+    try:
+        for _ in range(100):
+            status, _ = await api.get("/ready")
+            if status == 200:
+                break
+            import asyncio
+
+            await asyncio.sleep(0.05)
+        assert status == 200
+        text = await (await api.client.get("/metrics")).text()
+        line = next(x for x in text.splitlines()
+                    if x.startswith("sipdata_warmer_last_success_timestamp_seconds "))
+        assert float(line.split()[1]) > 0
+    finally:
+        await api.client.close()

@@ -1,0 +1,169 @@
+"""The warmer: atomic generation switches, failed loads leave the old data serving."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import replace
+from decimal import Decimal
+
+import asyncpg
+import orjson
+import pytest
+
+from sipdata import keys, provision
+from sipdata.cache import Cache
+from sipdata.errors import CacheUnavailable
+from sipdata.provision import demo_id
+from sipdata.ratedeck import DeckRow
+from sipdata.settings import Settings
+
+from .conftest import Api, RedisServer, start_api, warmer
+
+pytestmark = pytest.mark.usefixtures("demo")
+ALPHA = demo_id("org:alpha")
+
+
+async def set_alpha_1212(pool: asyncpg.Pool, rate: str) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE lcr_rates SET rate = $1::numeric WHERE carrier_id = $2::uuid "
+                           "AND prefix = '1212'", rate, ALPHA)
+
+
+async def alpha_rate(api: Api) -> tuple[str, int]:
+    _, body = await api.get("/v1/lcr", number="12125551234")
+    offer = next(o for o in body["offers"] if o["carrier_id"] == ALPHA)
+    return offer["rate"], body["generation"]
+
+
+async def test_switch_adopts_new_generation_and_retires_the_old(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    w = warmer(settings, cache, pool)
+    first = await w.load_once()
+    second = await w.load_once()
+    assert first and second and second["generation"] == first["generation"] + 1
+    assert await cache.current_generation() == second["generation"]
+    for kind in (keys.KIND_LCR, keys.KIND_CRED, keys.KIND_MANIFEST):
+        old_ttl = await cache.client.ttl(keys.gen_key(kind, first["generation"]))
+        assert 0 < old_ttl <= settings.generation_grace_s
+        assert await cache.client.ttl(keys.gen_key(kind, second["generation"])) == -1
+    beat = await cache.heartbeat()
+    assert beat and beat["generation"] == second["generation"]
+    assert 0 < await cache.client.ttl(keys.HEARTBEAT) <= settings.warm_interval_s * 3 + 5
+
+
+async def test_load_failing_before_switch_leaves_previous_data_serving(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    await warmer(settings, cache, pool).load_once()
+    await api.refresh()
+    assert await alpha_rate(api) == ("0.010000", 1)
+    await set_alpha_1212(pool, "0.0777")
+
+    async def explode(gen: int) -> None:
+        raise CacheUnavailable("simulated crash between writing and switching")
+
+    with pytest.raises(CacheUnavailable):
+        await warmer(settings, cache, pool, before_switch=explode).load_once()
+    assert await cache.current_generation() == 1
+    await api.refresh()
+    assert await alpha_rate(api) == ("0.010000", 1)
+    orphan_ttl = await cache.client.ttl(keys.gen_key(keys.KIND_LCR, 2))
+    assert 0 < orphan_ttl <= keys.BUILD_TTL_S  # the half-load cleans itself up
+    assert await cache.client.get(keys.WARMER_LOCK) is None  # lock released on failure
+    await warmer(settings, cache, pool).load_once()
+    await api.refresh()
+    assert await alpha_rate(api) == ("0.077700", 3)
+
+
+async def test_redis_out_of_memory_mid_load_keeps_old_generation(
+    private_settings: Settings, redis_server: RedisServer, pool: asyncpg.Pool
+) -> None:
+    """A real failure: Redis refuses writes (maxmemory) half-way through a big deck."""
+    cache = Cache.from_settings(private_settings)
+    try:
+        await warmer(private_settings, cache, pool).load_once()
+        api = await start_api(private_settings)
+        try:
+            before = await api.decide(source_ip="127.0.0.10", to="12125551234")
+            used = int((await cache.client.info("memory"))["used_memory"])
+            await cache.client.config_set("maxmemory", str(used + 600_000))
+            deck = [DeckRow(f"3{n:07d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
+                    for n in range(20_000)]
+            await provision.import_rates(pool, ALPHA, deck, replace=False)
+            with pytest.raises(CacheUnavailable):
+                await warmer(private_settings, cache, pool).load_once()
+            assert await cache.current_generation() == 1
+            after = await api.decide(source_ip="127.0.0.10", to="12125551234")
+            assert after["routing"] == before["routing"]
+            assert after["explain"]["generation"] == 1
+        finally:
+            await api.client.close()
+    finally:
+        await cache.close()
+
+
+async def test_a_second_warmer_skips_while_one_is_loading(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    assert await cache.acquire_lock("someone-else", 30)
+    assert await warmer(settings, cache, pool).load_once() is None
+    await cache.release_lock("someone-else")
+    assert await warmer(settings, cache, pool).load_once() is not None
+
+
+async def test_an_older_build_never_replaces_a_newer_generation(cache: Cache) -> None:
+    await cache.client.set(keys.CURRENT, 7)
+    assert await cache.switch(5, 60) is False
+    assert await cache.current_generation() == 7
+
+
+async def test_rate_deck_never_visible_half_loaded(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """Lookups racing a reload see all-old or all-new rates, as their generation says."""
+    deck = [DeckRow(f"5{n:05d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
+            for n in range(30_000)]
+    await provision.import_rates(pool, ALPHA, deck, replace=False)
+    await warmer(settings, cache, pool).load_once()
+    await api.refresh()
+    new = [replace(r, rate=Decimal("0.02")) for r in deck]
+    await provision.import_rates(pool, ALPHA, new, replace=False)
+    expected = {1: "0.010000", 2: "0.020000"}
+    seen: set[int] = set()
+    load = asyncio.create_task(warmer(settings, cache, pool).load_once())
+    while not load.done() or len(seen) < 2:
+        for n in (0, 14_999, 29_999):
+            await api.refresh()
+            _, body = await api.get("/v1/lcr", number=f"5{n:05d}12")
+            gen = body["generation"]
+            assert body["offers"][0]["rate"] == expected[gen]
+            seen.add(gen)
+        if load.done() and len(seen) < 2:
+            break
+    await load
+    assert seen == {1, 2}
+
+
+async def test_registrations_restored_where_redis_lost_them_never_over_live_ones(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    pbx, sip = demo_id("trunk:acme-pbx"), demo_id("trunk:globex-sip")
+    async with pool.acquire() as conn:
+        for trunk_id, contact in ((pbx, "sip:pbx@127.0.0.40"), (sip, "sip:gx@127.0.0.41")):
+            await conn.execute(
+                "INSERT INTO trunk_registrations (trunk_id, contact, expires_at, status) "
+                "VALUES ($1::uuid, $2, now() AT TIME ZONE 'UTC' + interval '300 seconds', "
+                "'online')", trunk_id, contact)
+    live = orjson.dumps({"contact": "sip:newer@127.0.0.42", "expires": 2_000_000_000})
+    await cache.client.set(keys.registration(sip), live, ex=100)
+    await cache.client.sadd(keys.TRUNKS_ONLINE, "gone-trunk")
+    beat = await warmer(settings, cache, pool).load_once()
+    assert beat and beat["registrations_restored"] == 1
+    restored = orjson.loads(await cache.client.get(keys.registration(pbx)))
+    assert restored["contact"] == "sip:pbx@127.0.0.40"
+    assert 250 < await cache.client.ttl(keys.registration(pbx)) <= 300
+    assert orjson.loads(await cache.client.get(keys.registration(sip))) == orjson.loads(live)
+    online = {m.decode() for m in await cache.client.smembers(keys.TRUNKS_ONLINE)}
+    assert online == {pbx, sip}
