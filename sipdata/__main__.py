@@ -1,4 +1,4 @@
-"""The sipdata command line: serve, warm, migrate, partitions, import-rates, demo-data, hash-password."""
+"""The sipdata command line: serve, warm, migrate, partitions, import-rates, demo-data, ..."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import datetime as dt
 import getpass
+import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,8 +52,14 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             return await migrate_mod.migrate(conn, _today(), args.months_ahead)
 
     result = await _with_pool(settings, work)
-    _print({"database_created": created, "schema_applied": result.applied,
-            "version": result.version, "partitions_created": result.partitions_created})
+    _print(
+        {
+            "database_created": created,
+            "schema_applied": result.applied,
+            "version": result.version,
+            "partitions_created": result.partitions_created,
+        }
+    )
     return 0
 
 
@@ -68,6 +75,7 @@ async def cmd_partitions(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
     redis = cache_mod.Cache.from_settings(settings)
     try:
+
         async def work(pool: Any) -> Any:
             return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
 
@@ -85,13 +93,18 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
         await redis.close()
 
 
+def _read_deck(path: Path) -> list[ratedeck.DeckRow]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return ratedeck.parse(fh)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
+
+
 async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = ratedeck.parse(fh)
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
+        rows = await asyncio.to_thread(_read_deck, path)
     except OSError as exc:
         print(f"sipdata import-rates: {path}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -100,11 +113,15 @@ async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
         return await provision.import_rates(pool, args.carrier, rows, replace=args.replace)
 
     result = await _with_pool(settings, work)
-    out: dict[str, Any] = {"carrier_id": result.carrier_id, "rows": result.rows,
-                           "removed": result.removed}
+    out: dict[str, Any] = {
+        "carrier_id": result.carrier_id,
+        "rows": result.rows,
+        "removed": result.removed,
+    }
     if args.warm:
         redis = cache_mod.Cache.from_settings(settings)
         try:
+
             async def warm(pool: Any) -> Any:
                 return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
 
@@ -135,7 +152,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.http_host,
         port=settings.http_port,
         keepalive_timeout=settings.keepalive_timeout_s,
-        access_log=None if not settings.access_log else web.access_logger,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         print=None,
         reuse_port=args.reuse_port,
     )
@@ -156,16 +173,22 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("warm", help="one full load database -> Redis")
     w.add_argument("--loop", action="store_true", help="keep loading every interval")
     for name in ("migrate", "partitions"):
-        m = sub.add_parser(name, help="apply schema.sql + partitions" if name == "migrate"
-                           else "create monthly partitions ahead of time")
+        m = sub.add_parser(
+            name,
+            help="apply schema.sql + partitions"
+            if name == "migrate"
+            else "create monthly partitions ahead of time",
+        )
         m.add_argument("--months-ahead", type=int, default=3)
     i = sub.add_parser("import-rates", help="import a carrier rate deck (CSV)")
     i.add_argument("file")
     i.add_argument("--carrier", required=True, help="carrier organization id or exact name")
-    i.add_argument("--replace", action="store_true",
-                   help="also delete the carrier's rows not in the file")
-    i.add_argument("--no-warm", dest="warm", action="store_false",
-                   help="do not reload Redis after the import")
+    i.add_argument(
+        "--replace", action="store_true", help="also delete the carrier's rows not in the file"
+    )
+    i.add_argument(
+        "--no-warm", dest="warm", action="store_false", help="do not reload Redis after the import"
+    )
     sub.add_parser("demo-data", help="load the demo data set")
     h = sub.add_parser("hash-password", help="print a sip_trunks.password_hash value")
     h.add_argument("username")
@@ -174,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-ASYNC_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+ASYNC_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "migrate": cmd_migrate,
     "partitions": cmd_partitions,
     "warm": cmd_warm,
@@ -199,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(ASYNC_COMMANDS[args.command](settings, args))
     except ImportFileError as exc:
         where = f" field {exc.field}:" if exc.field else ""
-        print(f"sipdata {args.command}: {args.file}: line {exc.line}:{where} "
-              f"{exc.message.split(': ', 1)[-1]}", file=sys.stderr)
+        print(
+            f"sipdata {args.command}: {args.file}: line {exc.line}:{where} "
+            f"{exc.message.split(': ', 1)[-1]}",
+            file=sys.stderr,
+        )
         return 1
     except SipdataError as exc:
         print(f"sipdata {args.command}: {exc.message}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""create_app(settings): resources through cleanup contexts, background tasks started and awaited."""
+"""create_app(settings): resources via cleanup contexts; background tasks started and awaited."""
 
 from __future__ import annotations
 

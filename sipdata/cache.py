@@ -1,4 +1,8 @@
-"""Redis reads and writes in the shapes the decisions need; Redis errors become CacheUnavailable."""
+"""Redis reads and writes in the shapes the decisions need; Redis errors become CacheUnavailable.
+
+(`type: ignore[misc]` below: redis-py types its asyncio commands as
+`Awaitable[T] | T`, shared with the sync client; on this client they are awaitable.)
+"""
 
 from __future__ import annotations
 
@@ -49,8 +53,9 @@ class FirstRound:
 class Cache:
     """The serving store, as sipdata uses it."""
 
-    def __init__(self, client: aioredis.Redis, timeout_s: float = 0.25,
-                 bulk_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, timeout_s: float = 0.25, bulk_timeout_s: float = 30.0
+    ) -> None:
         self.client = client
         self.timeout_s = timeout_s  # per call on the request path
         self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
@@ -78,7 +83,7 @@ class Cache:
 
     async def ping(self) -> None:
         async with self._translated("ping"):
-            await self.client.ping()
+            await self.client.ping()  # type: ignore[misc]
 
     # -- reads ---------------------------------------------------------------
 
@@ -94,19 +99,21 @@ class Cache:
 
     async def hash_all(self, kind: str, gen: int) -> dict[str, bytes]:
         async with self._translated(f"read {kind}"):
-            raw = await self.client.hgetall(keys.gen_key(kind, gen))
+            raw = await self.client.hgetall(keys.gen_key(kind, gen))  # type: ignore[misc]
         return {k.decode(): v for k, v in raw.items()}
 
     async def hget(self, kind: str, gen: int, field: str) -> bytes | None:
         async with self._translated(f"read {kind}"):
-            value: bytes | None = await self.client.hget(keys.gen_key(kind, gen), field)
+            value: bytes | None = await self.client.hget(keys.gen_key(kind, gen), field)  # type: ignore[misc]
         return value
 
     async def hmget(self, kind: str, gen: int, fields: Sequence[str]) -> list[bytes | None]:
         if not fields:
             return []
         async with self._translated(f"read {kind}"):
-            values: list[bytes | None] = await self.client.hmget(keys.gen_key(kind, gen), fields)
+            values: list[bytes | None] = await self.client.hmget(
+                keys.gen_key(kind, gen), list(fields)
+            )  # type: ignore[misc]
         return values
 
     async def first_round(
@@ -240,7 +247,7 @@ class Cache:
             results = await pipe.execute() if regs else []
             online = [t for t in regs]
             if online:
-                await self.client.sadd(keys.TRUNKS_ONLINE, *online)
+                await self.client.sadd(keys.TRUNKS_ONLINE, *online)  # type: ignore[misc]
             await self._prune_online(keys=[keys.TRUNKS_ONLINE])
             restored = sum(1 for r in results if r)
         return restored

@@ -46,7 +46,9 @@ KIND_ACL: Final = "acl:g"  # CIDR -> [Trunk] (IP-authenticated owners)
 KIND_DID: Final = "did:g"  # canonical number -> Did
 KIND_LCR: Final = "route:lcr:g"  # prefix -> [rate row]
 KIND_CUSTOM: Final = "route:custom:g"  # org id -> {"rules": [...], "targets": {id: Trunk}}
-KIND_CUSTOM_TARGETS: Final = "route:custom:targets:g"  # org id -> "id id ..." needing a registration
+KIND_CUSTOM_TARGETS: Final = (
+    "route:custom:targets:g"  # org id -> "id id ..." needing a registration
+)
 KIND_CARRIER: Final = "carriers:g"  # carrier org id -> Carrier with gateways
 
 GENERATION_KINDS: Final = (

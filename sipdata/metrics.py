@@ -12,12 +12,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "sipdata_http_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+            "sipdata_http_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
             registry=r,
         )
         self.latency = Histogram(
-            "sipdata_http_request_seconds", "HTTP request latency by endpoint", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "sipdata_http_request_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.lookups = Counter(
             "sipdata_cache_lookups",
@@ -35,7 +40,8 @@ class Metrics:
             registry=r,
         )
         self.warm_last_success = Gauge(
-            "sipdata_warmer_last_success_timestamp_seconds", "Unix time of the last full load",
+            "sipdata_warmer_last_success_timestamp_seconds",
+            "Unix time of the last full load",
             registry=r,
         )
         self.warm_duration = Gauge(

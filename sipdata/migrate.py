@@ -10,7 +10,7 @@ from importlib import resources
 import asyncpg
 import structlog
 
-from sipdata.store import translated
+from sipdata.store import Conn, translated
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,7 @@ async def ensure_database(admin_url: str, name: str) -> bool:
             await conn.close()
 
 
-async def migrate(conn: asyncpg.Connection, today: dt.date, months_ahead: int = 3) -> MigrateResult:
+async def migrate(conn: Conn, today: dt.date, months_ahead: int = 3) -> MigrateResult:
     """Apply schema.sql once (recording its version), then make sure partitions exist."""
     sql = schema_sql()
     checksum = hashlib.sha256(sql.encode()).hexdigest()
@@ -87,9 +87,7 @@ def partition_names(today: dt.date, months_ahead: int) -> list[tuple[str, str, d
     return out
 
 
-async def ensure_partitions(
-    conn: asyncpg.Connection, today: dt.date, months_ahead: int = 3
-) -> list[str]:
+async def ensure_partitions(conn: Conn, today: dt.date, months_ahead: int = 3) -> list[str]:
     """Create missing monthly partitions; report rows sitting in the default partitions."""
     created = []
     async with translated("partitions"):

@@ -14,7 +14,7 @@ import asyncpg
 from sipdata.decide import digest
 from sipdata.errors import InputError
 from sipdata.ratedeck import DeckRow
-from sipdata.store import in_transaction
+from sipdata.store import Conn, in_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +24,16 @@ class ImportResult:
     removed: int
 
 
-async def resolve_carrier(conn: asyncpg.Connection, carrier: str) -> str:
+async def resolve_carrier(conn: Conn, carrier: str) -> str:
     rows = await conn.fetch(
         "SELECT id::text AS id FROM organizations WHERE id::text = $1 OR name = $1", carrier
     )
     if not rows:
         raise InputError(f"no organization with id or name {carrier!r}", field="carrier")
     if len(rows) > 1:
-        raise InputError(f"several organizations are named {carrier!r}; use the id",
-                         field="carrier")
+        raise InputError(
+            f"several organizations are named {carrier!r}; use the id", field="carrier"
+        )
     return str(rows[0]["id"])
 
 
@@ -41,7 +42,7 @@ async def import_rates(
 ) -> ImportResult:
     """Upsert a whole deck in one transaction; `replace` also drops the carrier's other rows."""
 
-    async def work(conn: asyncpg.Connection) -> ImportResult:
+    async def work(conn: Conn) -> ImportResult:
         carrier_id = await resolve_carrier(conn, carrier)
         await conn.execute(
             "CREATE TEMP TABLE deck_in (prefix VARCHAR(20), rate DECIMAL(10, 6), "
@@ -100,23 +101,43 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
         ("charlie", "Charlie Global", "active"),
     ]
 
-    def trunk(key: str, org: str, auth: str, *, password: str | None = None,
-              status: str = "active", allowed: Sequence[str] = (), max_channels: int = 100,
-              proxy: str | None = None) -> dict[str, Any]:
+    def trunk(
+        key: str,
+        org: str,
+        auth: str,
+        *,
+        password: str | None = None,
+        status: str = "active",
+        allowed: Sequence[str] = (),
+        max_channels: int = 100,
+        proxy: str | None = None,
+    ) -> dict[str, Any]:
         return {
-            "id": demo_id(f"trunk:{key}"), "org_id": demo_id(f"org:{org}"), "name": key,
-            "username": key, "auth_type": auth, "status": status,
+            "id": demo_id(f"trunk:{key}"),
+            "org_id": demo_id(f"org:{org}"),
+            "name": key,
+            "username": key,
+            "auth_type": auth,
+            "status": status,
             "password_hash": digest.encode(key, realm, password) if password else None,
-            "allowed_ips": list(allowed), "max_channels": max_channels, "outbound_proxy": proxy,
+            "allowed_ips": list(allowed),
+            "max_channels": max_channels,
+            "outbound_proxy": proxy,
         }
 
+    # Demo passwords are public on purpose: the README's SIPp commands use them.
     trunks = [
         trunk("acme-ip", "acme", "ip"),
         trunk("acme-pbx", "acme", "digest", password="acme-secret", max_channels=10),
         trunk("acme-old", "acme", "ip", status="suspended"),
         trunk("globex-ip", "globex", "ip", allowed=["2001:db8:20::/48"]),
-        trunk("globex-sip", "globex", "digest", password="globex-secret",
-              allowed=["127.0.0.0/8", "::1/128"]),
+        trunk(
+            "globex-sip",
+            "globex",
+            "digest",
+            password="globex-secret",
+            allowed=["127.0.0.0/8", "::1/128"],
+        ),
         trunk("initech-pbx", "initech", "digest", password="initech-secret"),
         trunk("alpha-gw", "alpha", "ip", allowed=["127.0.0.101/32"]),
         trunk("bravo-gw", "bravo", "ip", allowed=["127.0.0.102/32"]),
@@ -147,43 +168,140 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
         ("442071234567", "globex", "globex-ip", "active"),
         ("12125550199", None, None, "available"),
     ]
-    london_hours = {"timezone": "Europe/London", "days": ["mon", "tue", "wed", "thu", "fri"],
-                    "start": "08:00", "end": "18:00"}
+    london_hours = {
+        "timezone": "Europe/London",
+        "days": ["mon", "tue", "wed", "thu", "fri"],
+        "start": "08:00",
+        "end": "18:00",
+    }
     rules = [
-        ("acme-premium", "acme", 10, "prefix", "1900", {}, "reject",
-         "403 Premium Numbers Blocked", {}, 100),
-        ("acme-uk-hours", "acme", 20, "prefix", "44", london_hours, "trunk",
-         demo_id("trunk:charlie-gw"), {}, 100),
-        ("acme-ivr", "acme", 30, "exact", "18005550199", {}, "forward",
-         "sip:ivr@127.0.0.30:5060", {}, 100),
-        ("globex-1800-alpha", "globex", 50, "prefix", "1800", {}, "trunk",
-         demo_id("trunk:alpha-gw"), {}, 70),
-        ("globex-1800-bravo", "globex", 50, "prefix", "1800", {}, "trunk",
-         demo_id("trunk:bravo-gw"), {}, 30),
-        ("globex-uk-national", "globex", 60, "regex", "^0[1-9]", {}, "lcr", None,
-         {"strip": 1, "prefix": "44"}, 100),
+        (
+            "acme-premium",
+            "acme",
+            10,
+            "prefix",
+            "1900",
+            {},
+            "reject",
+            "403 Premium Numbers Blocked",
+            {},
+            100,
+        ),
+        (
+            "acme-uk-hours",
+            "acme",
+            20,
+            "prefix",
+            "44",
+            london_hours,
+            "trunk",
+            demo_id("trunk:charlie-gw"),
+            {},
+            100,
+        ),
+        (
+            "acme-ivr",
+            "acme",
+            30,
+            "exact",
+            "18005550199",
+            {},
+            "forward",
+            "sip:ivr@127.0.0.30:5060",
+            {},
+            100,
+        ),
+        (
+            "globex-1800-alpha",
+            "globex",
+            50,
+            "prefix",
+            "1800",
+            {},
+            "trunk",
+            demo_id("trunk:alpha-gw"),
+            {},
+            70,
+        ),
+        (
+            "globex-1800-bravo",
+            "globex",
+            50,
+            "prefix",
+            "1800",
+            {},
+            "trunk",
+            demo_id("trunk:bravo-gw"),
+            {},
+            30,
+        ),
+        (
+            "globex-uk-national",
+            "globex",
+            60,
+            "regex",
+            "^0[1-9]",
+            {},
+            "lcr",
+            None,
+            {"strip": 1, "prefix": "44"},
+            100,
+        ),
     ]
     return {
-        "organizations": [{"id": demo_id(f"org:{k}"), "name": n, "status": s}
-                          for k, n, s in orgs],
-        "organization_settings": [{"org_id": demo_id(f"org:{k}"), "max_concurrent_calls": 50}
-                                  for k, _, _ in orgs],
+        "organizations": [{"id": demo_id(f"org:{k}"), "name": n, "status": s} for k, n, s in orgs],
+        "organization_settings": [
+            {"org_id": demo_id(f"org:{k}"), "max_concurrent_calls": 50} for k, _, _ in orgs
+        ],
         "sip_trunks": trunks,
-        "trunk_acl": [{"id": demo_id(f"acl:{t}:{ip}"), "trunk_id": demo_id(f"trunk:{t}"),
-                       "ip_address": ip, "subnet_mask": m} for t, ip, m in acl],
-        "lcr_rates": [{"id": demo_id(f"rate:{c}:{p}:{e}"), "carrier_id": demo_id(f"org:{c}"),
-                       "prefix": p, "rate": Decimal(r), "effective_date": e, "expiry_date": x,
-                       "description": f"demo {c} {p}"} for c, p, r, e, x in rates],
-        "phone_numbers": [{"id": demo_id(f"did:{n}"), "number": n, "country_code": n[:1]
-                           if n.startswith("1") else n[:2],
-                           "org_id": demo_id(f"org:{o}") if o else None,
-                           "trunk_id": demo_id(f"trunk:{t}") if t else None, "status": s}
-                          for n, o, t, s in dids],
-        "routing_rules": [{"id": demo_id(f"rule:{k}"), "org_id": demo_id(f"org:{o}"), "name": k,
-                           "priority": pr, "match_type": mt, "match_pattern": pat,
-                           "time_condition": tc, "action": a, "destination": dst,
-                           "transform_rules": tr, "weight": w}
-                          for k, o, pr, mt, pat, tc, a, dst, tr, w in rules],
+        "trunk_acl": [
+            {
+                "id": demo_id(f"acl:{t}:{ip}"),
+                "trunk_id": demo_id(f"trunk:{t}"),
+                "ip_address": ip,
+                "subnet_mask": m,
+            }
+            for t, ip, m in acl
+        ],
+        "lcr_rates": [
+            {
+                "id": demo_id(f"rate:{c}:{p}:{e}"),
+                "carrier_id": demo_id(f"org:{c}"),
+                "prefix": p,
+                "rate": Decimal(r),
+                "effective_date": e,
+                "expiry_date": x,
+                "description": f"demo {c} {p}",
+            }
+            for c, p, r, e, x in rates
+        ],
+        "phone_numbers": [
+            {
+                "id": demo_id(f"did:{n}"),
+                "number": n,
+                "country_code": n[:1] if n.startswith("1") else n[:2],
+                "org_id": demo_id(f"org:{o}") if o else None,
+                "trunk_id": demo_id(f"trunk:{t}") if t else None,
+                "status": s,
+            }
+            for n, o, t, s in dids
+        ],
+        "routing_rules": [
+            {
+                "id": demo_id(f"rule:{k}"),
+                "org_id": demo_id(f"org:{o}"),
+                "name": k,
+                "priority": pr,
+                "match_type": mt,
+                "match_pattern": pat,
+                "time_condition": tc,
+                "action": a,
+                "destination": dst,
+                "transform_rules": tr,
+                "weight": w,
+            }
+            for k, o, pr, mt, pat, tc, a, dst, tr, w in rules
+        ],
     }
 
 
@@ -194,17 +312,22 @@ async def load_demo(pool: asyncpg.Pool, realm: str, today: dt.date) -> dict[str,
     """Insert (or refresh) the demo rows; safe to run again."""
     data = demo_rows(realm, today)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, int]:
+    async def work(conn: Conn) -> dict[str, int]:
         counts = {}
         for table, rows in data.items():
             key = _CONFLICT_KEY.get(table, "id")
             for row in rows:
                 cols = list(row)
                 casts = [
-                    "::jsonb" if isinstance(row[c], dict | list) else
-                    "::inet" if c == "ip_address" else
-                    "::uuid" if c.endswith("id") and row[c] is not None else
-                    "::numeric" if c == "rate" else ""
+                    "::jsonb"
+                    if isinstance(row[c], dict | list)
+                    else "::inet"
+                    if c == "ip_address"
+                    else "::uuid"
+                    if c.endswith("id") and row[c] is not None
+                    else "::numeric"
+                    if c == "rate"
+                    else ""
                     for c in cols
                 ]
                 placeholders = ", ".join(f"${i + 1}{cast}" for i, cast in enumerate(casts))

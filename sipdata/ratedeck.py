@@ -38,48 +38,59 @@ def _date(value: str, line: int, field: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ImportFileError(f"{field} {value!r} is not a YYYY-MM-DD date", line=line,
-                              field=field) from None
+        raise ImportFileError(
+            f"{field} {value!r} is not a YYYY-MM-DD date", line=line, field=field
+        ) from None
 
 
 def _row(raw: dict[str, str], line: int) -> DeckRow:
     prefix = raw["prefix"].strip().removeprefix("+")
     if not (prefix.isascii() and prefix.isdigit()) or not 1 <= len(prefix) <= 20:
-        raise ImportFileError(f"prefix {raw['prefix']!r} must be 1-20 digits", line=line,
-                              field="prefix")
+        raise ImportFileError(
+            f"prefix {raw['prefix']!r} must be 1-20 digits", line=line, field="prefix"
+        )
     try:
         rate = Decimal(raw["rate"].strip())
     except InvalidOperation:
-        raise ImportFileError(f"rate {raw['rate']!r} is not a number", line=line,
-                              field="rate") from None
+        raise ImportFileError(
+            f"rate {raw['rate']!r} is not a number", line=line, field="rate"
+        ) from None
     exponent = rate.as_tuple().exponent
-    if not rate.is_finite() or rate < 0 or rate >= MAX_RATE or (
-        isinstance(exponent, int) and exponent < -6
+    if (
+        not rate.is_finite()
+        or rate < 0
+        or rate >= MAX_RATE
+        or (isinstance(exponent, int) and exponent < -6)
     ):
         raise ImportFileError(
             f"rate {raw['rate']!r} must be >= 0, below {MAX_RATE}, with at most 6 decimals",
-            line=line, field="rate",
+            line=line,
+            field="rate",
         )
     effective = _date(raw["effective_date"].strip(), line, "effective_date")
     expiry_text = (raw.get("expiry_date") or "").strip()
     expiry = _date(expiry_text, line, "expiry_date") if expiry_text else None
     if expiry is not None and expiry <= effective:
-        raise ImportFileError("expiry_date must be after effective_date", line=line,
-                              field="expiry_date")
+        raise ImportFileError(
+            "expiry_date must be after effective_date", line=line, field="expiry_date"
+        )
     priority_text = (raw.get("priority") or "").strip()
     try:
         priority = int(priority_text) if priority_text else 100
     except ValueError:
-        raise ImportFileError(f"priority {priority_text!r} is not a whole number", line=line,
-                              field="priority") from None
+        raise ImportFileError(
+            f"priority {priority_text!r} is not a whole number", line=line, field="priority"
+        ) from None
     if priority < 0:
         raise ImportFileError("priority must be >= 0", line=line, field="priority")
     description = (raw.get("description") or "").strip() or None
     if description is not None and len(description) > 255:
-        raise ImportFileError("description is longer than 255 characters", line=line,
-                              field="description")
-    return DeckRow(prefix, rate.normalize() if rate else Decimal(0), effective, expiry,
-                   priority, description)
+        raise ImportFileError(
+            "description is longer than 255 characters", line=line, field="description"
+        )
+    return DeckRow(
+        prefix, rate.normalize() if rate else Decimal(0), effective, expiry, priority, description
+    )
 
 
 def parse(lines: Iterable[str]) -> list[DeckRow]:
@@ -116,7 +127,8 @@ def parse(lines: Iterable[str]) -> list[DeckRow]:
                 raise ImportFileError(
                     f"prefix {row.prefix} with effective_date {row.effective_date} "
                     f"already on line {seen[key]}",
-                    line=line, field="prefix",
+                    line=line,
+                    field="prefix",
                 )
             seen[key] = line
             rows.append(row)

@@ -12,6 +12,7 @@ not cost a database query) and read through only while Redis is cold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +57,10 @@ def _decode_lcr(raw: bytes) -> LcrEntry:
     return doc["prefix"], [lcr.RateRow.from_json(r) for r in doc["rows"]]
 
 
+def _same(raw: bytes) -> bytes:
+    return raw
+
+
 def _rows(raw: bytes) -> list[lcr.RateRow]:
     return [lcr.RateRow.from_json(d) for d in orjson.loads(raw)]
 
@@ -93,6 +98,7 @@ class Service:
         self.store = store
         self.metrics = metrics
         self.catalog = Catalog(cache, metrics)
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -102,10 +108,8 @@ class Service:
     async def _view(self) -> View:
         view = self.catalog.view
         if view.gen is None:
-            try:
+            with contextlib.suppress(CacheUnavailable):
                 view = await self.catalog.refresh()
-            except CacheUnavailable:
-                pass
         return view
 
     async def _remember(self, kind: str, key: str, value: bytes | None) -> None:
@@ -122,6 +126,7 @@ class Service:
         kind: str,
         key: str,
         rt_raw: bytes | None,
+        *,
         load: Callable[[], Awaitable[T | None]],
         encode: Callable[[T], bytes],
         decode: Callable[[bytes], T],
@@ -149,7 +154,7 @@ class Service:
             self.metrics.degraded.labels("redis").inc()
             return UNFETCHED
 
-    async def _rt(self, kind: str, key: str, rt_raw: bytes | None | Unfetched) -> bytes | None:
+    async def _rt(self, kind: str, key: str, rt_raw: bytes | Unfetched | None) -> bytes | None:
         if not isinstance(rt_raw, Unfetched):
             return rt_raw
         try:
@@ -158,29 +163,47 @@ class Service:
             self.metrics.degraded.labels("redis").inc()
             return None
 
-    async def credential(self, username: str, view: View | None = None,
-                         gen_raw: Any = UNFETCHED, rt_raw: Any = UNFETCHED
-                         ) -> tuple[Credential | None, str]:
+    async def credential(
+        self,
+        username: str,
+        view: View | None = None,
+        *,
+        gen_raw: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[Credential | None, str]:
         view = view or await self._view()
         if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CRED, g, username))
+            gen_raw = await self._gen_read(
+                view, lambda g: self.cache.hget(keys.KIND_CRED, g, username)
+            )
         if isinstance(gen_raw, bytes):
             self._count("cred", "generation")
             return Credential.from_json(orjson.loads(gen_raw)), "generation"
         return await self._through(
-            "cred", username, await self._rt("cred", username, rt_raw),
-            lambda: self.store.credential(username),
-            lambda c: orjson.dumps(c.to_json()), lambda b: Credential.from_json(orjson.loads(b)),
+            "cred",
+            username,
+            await self._rt("cred", username, rt_raw),
+            load=lambda: self.store.credential(username),
+            encode=lambda c: orjson.dumps(c.to_json()),
+            decode=lambda b: Credential.from_json(orjson.loads(b)),
         )
 
-    async def did(self, number: str, view: View | None = None,
-                  gen_raw: Any = UNFETCHED, rt_raw: Any = UNFETCHED, *,
-                  read_through: bool = True) -> tuple[Did | None, str]:
+    async def did(
+        self,
+        number: str,
+        view: View | None = None,
+        *,
+        gen_raw: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+        read_through: bool = True,
+    ) -> tuple[Did | None, str]:
         """`read_through=False` trusts the snapshot's "no such DID": outbound calls to
         PSTN numbers are mostly not DIDs, and each must not cost a database query."""
         view = view or await self._view()
         if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_DID, g, number))
+            gen_raw = await self._gen_read(
+                view, lambda g: self.cache.hget(keys.KIND_DID, g, number)
+            )
         if isinstance(gen_raw, bytes):
             self._count("did", "generation")
             return Did.from_json(orjson.loads(gen_raw)), "generation"
@@ -188,13 +211,22 @@ class Service:
             self._count("did", "generation")
             return None, "generation"
         return await self._through(
-            "did", number, await self._rt("did", number, rt_raw),
-            lambda: self.store.did(number),
-            lambda d: orjson.dumps(d.to_json()), lambda b: Did.from_json(orjson.loads(b)),
+            "did",
+            number,
+            await self._rt("did", number, rt_raw),
+            load=lambda: self.store.did(number),
+            encode=lambda d: orjson.dumps(d.to_json()),
+            decode=lambda b: Did.from_json(orjson.loads(b)),
         )
 
-    async def acl(self, ip: acl.IPAddress, view: View | None = None,
-                  hits: Any = UNFETCHED, rt_raw: Any = UNFETCHED) -> tuple[AclHit | None, str]:
+    async def acl(
+        self,
+        ip: acl.IPAddress,
+        view: View | None = None,
+        *,
+        hits: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[AclHit | None, str]:
         view = view or await self._view()
         probes = acl.probes(ip, view.acl_lengths.get(ip.version, ()))
         if isinstance(hits, Unfetched):
@@ -220,14 +252,23 @@ class Service:
             return best
 
         return await self._through(
-            "acl", str(ip), await self._rt("acl", str(ip), rt_raw), load,
-            lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
-            _decode_acl,
+            "acl",
+            str(ip),
+            await self._rt("acl", str(ip), rt_raw),
+            load=load,
+            encode=lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
+            decode=_decode_acl,
         )
 
-    async def lcr_entry(self, number: str, day: dt.date, view: View | None = None,
-                        found: Any = UNFETCHED, rt_raw: Any = UNFETCHED
-                        ) -> tuple[LcrEntry | None, str]:
+    async def lcr_entry(
+        self,
+        number: str,
+        day: dt.date,
+        view: View | None = None,
+        *,
+        found: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[LcrEntry | None, str]:
         view = view or await self._view()
         probes = prefixes(number)
         if isinstance(found, Unfetched):
@@ -246,13 +287,17 @@ class Service:
             return (number[:longest], rows) if rows else None
 
         return await self._through(
-            "lcr", number, await self._rt("lcr", number, rt_raw), load,
-            lambda e: orjson.dumps({"prefix": e[0], "rows": [r.to_json() for r in e[1]]}),
-            _decode_lcr,
+            "lcr",
+            number,
+            await self._rt("lcr", number, rt_raw),
+            load=load,
+            encode=lambda e: orjson.dumps({"prefix": e[0], "rows": [r.to_json() for r in e[1]]}),
+            decode=_decode_lcr,
         )
 
-    async def rules(self, org_id: str, view: View | None = None, raw: Any = UNFETCHED
-                    ) -> tuple[tuple[Rule, ...], dict[str, Trunk], str]:
+    async def rules(
+        self, org_id: str, view: View | None = None, *, raw: Any = UNFETCHED
+    ) -> tuple[tuple[Rule, ...], dict[str, Trunk], str]:
         view = view or await self._view()
         if isinstance(raw, Unfetched):
             raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CUSTOM, g, org_id))
@@ -260,7 +305,7 @@ class Service:
             self._count("rules", "generation")
             return (*parse_rules_doc(raw), "generation") if raw else ((), {}, "generation")
 
-        async def load() -> bytes:
+        async def load() -> bytes | None:
             rows = await self.store.rules(org_id)
             targets = await self.store.trunks(
                 [str(r["destination"]) for r in rows if r["action"] == "trunk"]
@@ -268,8 +313,12 @@ class Service:
             return rules_doc(rows, targets)
 
         doc, source = await self._through(
-            "rules", org_id, await self._rt("rules", org_id, UNFETCHED), load,
-            lambda b: b, lambda b: b,
+            "rules",
+            org_id,
+            await self._rt("rules", org_id, UNFETCHED),
+            load=load,
+            encode=_same,
+            decode=_same,
         )
         return (*parse_rules_doc(doc or b"{}"), source)
 
@@ -297,7 +346,9 @@ class Service:
         try:
             first = await self.cache.first_round(
                 view.gen,
-                acl_probes=acl.probes(query.source_ip, view.acl_lengths.get(query.source_ip.version, ())),
+                acl_probes=acl.probes(
+                    query.source_ip, view.acl_lengths.get(query.source_ip.version, ())
+                ),
                 ip=str(query.source_ip),
                 username=query.auth_user,
                 lcr_probes=prefixes(query.to),
@@ -308,17 +359,20 @@ class Service:
             return None
         if first.current is None:
             return None  # Redis lost the generation: serve from the database meanwhile
-        if first.current != view.gen:
-            asyncio.get_running_loop().create_task(self._refresh_quietly())
+        if first.current != view.gen and not self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._refresh_quietly())
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
         return first
 
     async def _refresh_quietly(self) -> None:
-        try:
+        with contextlib.suppress(CacheUnavailable):
             await self.catalog.refresh()
-        except CacheUnavailable:
-            pass
 
     async def _decide(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
+        """Round trip 1 (pipeline): generation check, ACL probes, credential, LCR
+        prefixes, DID. Round trip 2 (script): the caller org's rules and the
+        registrations they may need. Cold or degraded parts read the database."""
         view = await self._view()
         first = await self._first(view, query)
         if first is None:
@@ -327,29 +381,50 @@ class Service:
         u: Any = UNFETCHED
 
         acl_hit, sources["acl"] = await self.acl(
-            query.source_ip, view, first.acl if first else u, first.acl_rt if first else u
+            query.source_ip,
+            view,
+            hits=first.acl if first else u,
+            rt_raw=first.acl_rt if first else u,
         )
         cred = None
         ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1
         if query.auth_user is not None and not ip_identified:
             cred, sources["credential"] = await self.credential(
-                query.auth_user, view, first.cred if first else u, first.cred_rt if first else u
+                query.auth_user,
+                view,
+                gen_raw=first.cred if first else u,
+                rt_raw=first.cred_rt if first else u,
             )
         who = identify(query, acl_hit, cred, self.settings.realm)
         if isinstance(who, Verdict):
             return self._answer(who, query, view, sources)
-        return await self._route(who, query, now, view, first, sources)
+        return await self._route(who, query, now, view=view, first=first, sources=sources)
 
-    async def _route(self, who: Identity, query: InviteQuery, now: dt.datetime, view: View,
-                     first: FirstRound | None, sources: dict[str, str]) -> dict[str, Any]:
+    async def _route(
+        self,
+        who: Identity,
+        query: InviteQuery,
+        now: dt.datetime,
+        *,
+        view: View,
+        first: FirstRound | None,
+        sources: dict[str, str],
+    ) -> dict[str, Any]:
         u: Any = UNFETCHED
         day = today(now)
         did, sources["did"] = await self.did(
-            query.to, view, first.did if first else u, first.did_rt if first else u,
+            query.to,
+            view,
+            gen_raw=first.did if first else u,
+            rt_raw=first.did_rt if first else u,
             read_through=who.trunk.is_carrier,
         )
         entry, sources["lcr"] = await self.lcr_entry(
-            query.to, day, view, first.lcr if first else u, first.lcr_rt if first else u
+            query.to,
+            day,
+            view,
+            found=first.lcr if first else u,
+            rt_raw=first.lcr_rt if first else u,
         )
         did_trunk = [did.trunk.id] if did and did.trunk else []
         rules: tuple[Rule, ...] = ()
@@ -362,9 +437,11 @@ class Service:
             except CacheUnavailable:
                 self.metrics.degraded.labels("redis").inc()
             else:
-                regs = {k: Registration.from_json(orjson.loads(v)) for k, v in raw_regs.items() if v}
+                regs = {
+                    k: Registration.from_json(orjson.loads(v)) for k, v in raw_regs.items() if v
+                }
                 if org is not None:
-                    rules, targets, sources["rules"] = await self.rules(org, view, raw_rules)
+                    rules, targets, sources["rules"] = await self.rules(org, view, raw=raw_rules)
         if regs is None:
             if org is not None:
                 rules, targets, sources["rules"] = await self.rules(org, View())
@@ -388,8 +465,9 @@ class Service:
         )
         return self._answer(route(who, query, matched, facts, now), query, view, sources)
 
-    def _answer(self, verdict: Verdict, query: InviteQuery, view: View,
-                sources: dict[str, str]) -> dict[str, Any]:
+    def _answer(
+        self, verdict: Verdict, query: InviteQuery, view: View, sources: dict[str, str]
+    ) -> dict[str, Any]:
         out = verdict.to_json()
         out["call_id"] = query.call_id
         out["explain"] = {**out["explain"], "sources": sources, "generation": view.gen}

@@ -8,7 +8,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import orjson
@@ -23,6 +23,9 @@ from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# What `pool.acquire()` hands out; queries accept either.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Isolation = Literal["read_committed", "serializable", "repeatable_read"]
 
 # SQLSTATE classes that mean "the database is away or overloaded", not "bug".
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
@@ -38,7 +41,7 @@ async def translated(what: str) -> AsyncIterator[None]:
         if str(exc.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES:
             raise StoreUnavailable(f"database: {what} failed ({exc.sqlstate})") from exc
         raise
-    except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
         raise StoreUnavailable(f"database: {what} failed: {exc.__class__.__name__}") from exc
 
 
@@ -67,9 +70,9 @@ async def create_pool(settings: Settings, *, min_size: int | None = None) -> asy
 
 async def in_transaction(
     pool: asyncpg.Pool,
-    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    work: Callable[[Conn], Awaitable[T]],
     *,
-    isolation: str = "serializable",
+    isolation: Isolation = "serializable",
     readonly: bool = False,
 ) -> T:
     """Run `work` in a transaction, retrying the whole of it on SQLSTATE 40001.
@@ -80,8 +83,10 @@ async def in_transaction(
     """
     for attempt in range(MAX_TX_ATTEMPTS):
         try:
-            async with translated("transaction"), pool.acquire() as conn, conn.transaction(
-                isolation=isolation, readonly=readonly
+            async with (
+                translated("transaction"),
+                pool.acquire() as conn,
+                conn.transaction(isolation=isolation, readonly=readonly),
             ):
                 return await work(conn)
         except StoreUnavailable as exc:
@@ -237,11 +242,12 @@ class Store:
         async with translated("ping"), self.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def _trunks(self, conn: asyncpg.Connection, where: str, *args: Any) -> list[Trunk]:
+    async def _trunks(self, conn: Conn, where: str, *args: Any) -> list[Trunk]:
         rows = await conn.fetch(f"{_TRUNK_SQL} {where}", *args)
         ids = [r["id"] for r in rows]
-        acl_rows = _group(await conn.fetch(f"{_ACL_SQL} WHERE trunk_id::text = ANY($1)", ids),
-                          "trunk_id")
+        acl_rows = _group(
+            await conn.fetch(f"{_ACL_SQL} WHERE trunk_id::text = ANY($1)", ids), "trunk_id"
+        )
         return [_trunk(r, acl_rows.get(r["id"], [])) for r in rows]
 
     async def trunks(self, ids: Sequence[str]) -> dict[str, Trunk]:
@@ -295,7 +301,7 @@ class Store:
     async def snapshot(self, today: dt.date, now: dt.datetime) -> Snapshot:
         """Everything, read in one REPEATABLE READ read-only transaction."""
 
-        async def read(conn: asyncpg.Connection) -> Snapshot:
+        async def read(conn: Conn) -> Snapshot:
             trunk_list = await self._trunks(conn, "")
             trunks = {t.id: t for t in trunk_list}
             cred_rows = await conn.fetch(

@@ -109,8 +109,14 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
 
 
 class Warmer:
-    def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics,
-                 before_switch: BeforeSwitch | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Cache,
+        store: Store,
+        metrics: Metrics,
+        before_switch: BeforeSwitch | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache
         self.store = store

@@ -62,7 +62,12 @@ def encode(username: str, realm: str, password: str) -> str:
     if "$" in realm or not realm:
         raise ValueError("realm must be non-empty and contain no '$'")
     return "$".join(
-        (SCHEME, ha1("MD5", username, realm, password), ha1("SHA-256", username, realm, password), realm)
+        (
+            SCHEME,
+            ha1("MD5", username, realm, password),
+            ha1("SHA-256", username, realm, password),
+            realm,
+        )
     )
 
 

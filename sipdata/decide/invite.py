@@ -150,8 +150,9 @@ def _did_verdict(
         return reject(403, "Destination Suspended", identity, **explain)
     leg = trunk_leg(did.trunk, facts.registrations.get(did.trunk.id), number, "did", None)
     if leg is None:
-        return reject(480, "Temporarily Unavailable", identity, not_registered=did.trunk.id,
-                      **explain)
+        return reject(
+            480, "Temporarily Unavailable", identity, not_registered=did.trunk.id, **explain
+        )
     return Verdict("route", 200, "OK", identity, (leg,), explain)
 
 
@@ -188,8 +189,13 @@ def _lcr_legs(
             "number": number,
             "prefix": prefix,
             "offers": [
-                {"carrier_id": o.carrier_id, "rate": str(o.rate), "priority": o.priority,
-                 "prefix": o.prefix, "from": o.effective.isoformat()}
+                {
+                    "carrier_id": o.carrier_id,
+                    "rate": str(o.rate),
+                    "priority": o.priority,
+                    "prefix": o.prefix,
+                    "from": o.effective.isoformat(),
+                }
                 for o in offers
             ],
             "carriers_without_gateways": skipped,
@@ -205,7 +211,9 @@ def _rule_legs(
     if rule.action == "lcr":
         return _lcr_legs(target, facts, day, explain, rule.id)
     if rule.action == "forward":
-        return [Leg(uri=forward_uri(rule.destination or "", target), kind="forward", rule_id=rule.id)]
+        return [
+            Leg(uri=forward_uri(rule.destination or "", target), kind="forward", rule_id=rule.id)
+        ]
     trunk = facts.trunks.get(rule.destination or "")
     if trunk is None or not trunk.usable:
         return []

@@ -167,6 +167,17 @@ def parse_transform(doc: Mapping[str, Any] | None) -> Transform:
     return Transform(strip, pattern, str(replace.get("with", "")), prefix)
 
 
+def _int(value: Any, default: int | None, what: str) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RuleError(f"{what} must be a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise RuleError(f"{what} must be a whole number") from None
+
+
 def parse_rule(row: Mapping[str, Any]) -> Rule:
     """A validated Rule from a `routing_rules` row (JSON form); RuleError if unusable."""
     match_type = str(row.get("match_type") or "prefix")
@@ -195,7 +206,7 @@ def parse_rule(row: Mapping[str, Any]) -> Rule:
         org_id=str(row["org_id"]),
         name=str(row.get("name") or ""),
         source_trunk_id=str(row["trunk_id"]) if row.get("trunk_id") else None,
-        priority=int(row.get("priority") if row.get("priority") is not None else 100),
+        priority=_int(row.get("priority"), 100, "priority"),
         match_type=match_type,
         pattern=pattern,
         regex=regex,
@@ -203,8 +214,8 @@ def parse_rule(row: Mapping[str, Any]) -> Rule:
         action=action,
         destination=str(destination) if destination else None,
         transform=parse_transform(row.get("transform_rules")),
-        weight=int(row.get("weight") if row.get("weight") is not None else 100),
-        max_calls=int(row["max_calls"]) if row.get("max_calls") is not None else None,
+        weight=_int(row.get("weight"), 100, "weight"),
+        max_calls=_int(row.get("max_calls"), None, "max_calls"),
     )
     if action == "reject":
         try:

@@ -98,8 +98,11 @@ async def did_lookup(request: web.Request) -> web.Response:
         voice_enabled=did.voice_enabled,
         trunk=did.trunk.public() if did.trunk else None,
         registration=reg.to_json() if reg else None,
-        routable=did.status == "active" and did.voice_enabled and did.trunk is not None
-        and did.trunk.usable and (reg is not None or did.trunk.address is not None),
+        routable=did.status == "active"
+        and did.voice_enabled
+        and did.trunk is not None
+        and did.trunk.usable
+        and (reg is not None or did.trunk.address is not None),
     )
     return json_response(body)
 
@@ -128,7 +131,8 @@ async def lcr_lookup(request: web.Request) -> web.Response:
                     "prefix": o.prefix,
                     "from": o.effective.isoformat(),
                     "gateways": [g.address for g in carriers[o.carrier_id].gateways]
-                    if o.carrier_id in carriers else [],
+                    if o.carrier_id in carriers
+                    else [],
                 }
                 for o in offers
             ],

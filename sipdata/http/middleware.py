@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from sipdata.errors import DeadlineExceeded, SipdataError, Unavailable
 from sipdata.http.responses import error_body, error_response, json_response
@@ -14,7 +15,6 @@ from sipdata.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def make_middleware(metrics: Metrics) -> Middleware:

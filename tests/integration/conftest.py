@@ -32,10 +32,24 @@ REDIS = os.environ.get("SIPDATA_TEST_REDIS", "redis://127.0.0.1:6379/14")
 DB_NAME = f"sipdata_test_{os.getpid()}"
 
 TABLES = [
-    "cdrs", "usage_records", "messages", "messaging_campaigns", "invoices", "billing_accounts",
-    "routing_rules", "lcr_rates", "e911_addresses", "phone_numbers", "trunk_acl",
-    "trunk_registrations", "sip_trunks", "audit_logs", "api_keys", "users",
-    "organization_settings", "organizations",
+    "cdrs",
+    "usage_records",
+    "messages",
+    "messaging_campaigns",
+    "invoices",
+    "billing_accounts",
+    "routing_rules",
+    "lcr_rates",
+    "e911_addresses",
+    "phone_numbers",
+    "trunk_acl",
+    "trunk_registrations",
+    "sip_trunks",
+    "audit_logs",
+    "api_keys",
+    "users",
+    "organization_settings",
+    "organizations",
 ]
 
 
@@ -109,8 +123,9 @@ def warmer(settings: Settings, cache: Cache, pool: asyncpg.Pool, **kw: Any) -> W
 
 
 @pytest.fixture
-async def warm(settings: Settings, cache: Cache, pool: asyncpg.Pool, demo: dict[str, int]
-               ) -> dict[str, Any]:
+async def warm(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool, demo: dict[str, int]
+) -> dict[str, Any]:
     beat = await warmer(settings, cache, pool).load_once()
     assert beat is not None
     return beat
@@ -173,8 +188,18 @@ class RedisServer:
         exe = shutil.which("redis-server")
         assert exe, "redis-server is required for this test"
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", *self.args],
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *self.args,
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10

@@ -9,8 +9,9 @@ from .conftest import Api
 pytestmark = pytest.mark.usefixtures("warm")
 
 
-def assert_error(status: int, body: dict, expected_status: int, code: str,
-                 field: str | None) -> None:
+def assert_error(
+    status: int, body: dict, expected_status: int, code: str, field: str | None
+) -> None:
     assert status == expected_status
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "field"}
@@ -24,14 +25,27 @@ def assert_error(status: int, body: dict, expected_status: int, code: str,
         ("/v1/decide/invite", {"to": "1212", "call_id": "c"}, "source_ip"),
         ("/v1/decide/invite", {"source_ip": "1.2.3", "to": "1212", "call_id": "c"}, "source_ip"),
         ("/v1/decide/invite", {"source_ip": "127.0.0.10", "call_id": "c"}, "to"),
-        ("/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "1234567890123456",
-                               "call_id": "c"}, "to"),
-        ("/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "١٢٣", "call_id": "c"}, "to"),
+        (
+            "/v1/decide/invite",
+            {"source_ip": "127.0.0.10", "to": "1234567890123456", "call_id": "c"},
+            "to",
+        ),
+        (
+            "/v1/decide/invite",
+            {"source_ip": "127.0.0.10", "to": "\u0661\u0662\u0663", "call_id": "c"},
+            "to",
+        ),
         ("/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "1212"}, "call_id"),
-        ("/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "1212", "call_id": "c",
-                               "auth_user": "x" * 300}, "auth_user"),
-        ("/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "1212", "call_id": "a\r\nb"},
-         "call_id"),
+        (
+            "/v1/decide/invite",
+            {"source_ip": "127.0.0.10", "to": "1212", "call_id": "c", "auth_user": "x" * 300},
+            "auth_user",
+        ),
+        (
+            "/v1/decide/invite",
+            {"source_ip": "127.0.0.10", "to": "1212", "call_id": "a\r\nb"},
+            "call_id",
+        ),
         ("/v1/credentials", {}, "username"),
         ("/v1/credentials", {"username": "acme-pbx", "algorithm": "SHA-512"}, "algorithm"),
         ("/v1/acl", {"ip": "localhost"}, "ip"),
@@ -52,20 +66,25 @@ async def test_invalid_parameters_are_400_naming_the_field(
     [(b"{not json", "body"), (b"[1, 2]", "body"), (b'"text"', "body")],
 )
 async def test_bad_json_bodies(api: Api, raw: bytes, field: str) -> None:
-    resp = await api.client.post("/v1/decide/invite", data=raw,
-                                 headers={"Content-Type": "application/json"})
+    resp = await api.client.post(
+        "/v1/decide/invite", data=raw, headers={"Content-Type": "application/json"}
+    )
     assert_error(resp.status, await resp.json(), 400, "invalid_parameter", field)
 
 
 async def test_wrong_json_types_are_400(api: Api) -> None:
-    status, body = await api.post("/v1/decide/invite", {"source_ip": 127, "to": "1",
-                                                        "call_id": "c"})
+    status, body = await api.post(
+        "/v1/decide/invite", {"source_ip": 127, "to": "1", "call_id": "c"}
+    )
     assert_error(status, body, 400, "invalid_parameter", "source_ip")
 
 
 async def test_oversized_body_is_413(api: Api) -> None:
-    resp = await api.client.post("/v1/decide/invite", data=b"{" + b" " * 20000 + b"}",
-                                 headers={"Content-Type": "application/json"})
+    resp = await api.client.post(
+        "/v1/decide/invite",
+        data=b"{" + b" " * 20000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
     assert_error(resp.status, await resp.json(), 413, "payload_too_large", None)
 
 

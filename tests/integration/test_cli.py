@@ -19,27 +19,44 @@ pytestmark = pytest.mark.usefixtures("demo")
 BRAVO = demo_id("org:bravo")
 
 
-def run(settings: Settings, *args: str, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "SIPDATA_DATABASE_URL": settings.database_url,
-                "SIPDATA_REDIS_URL": settings.redis_url, "SIPDATA_LOG_FORMAT": "console",
-                **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sipdata", *args], capture_output=True,
-                          text=True, env=full_env, timeout=120, check=False)
+def run(
+    settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "SIPDATA_DATABASE_URL": settings.database_url,
+        "SIPDATA_REDIS_URL": settings.redis_url,
+        "SIPDATA_LOG_FORMAT": "console",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sipdata", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
 
 
 async def bravo_rows(pool: asyncpg.Pool) -> list[tuple[str, str]]:
     async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT prefix, rate::text FROM lcr_rates WHERE carrier_id = "
-                                "$1::uuid ORDER BY prefix, effective_date", BRAVO)
+        rows = await conn.fetch(
+            "SELECT prefix, rate::text FROM lcr_rates WHERE carrier_id = "
+            "$1::uuid ORDER BY prefix, effective_date",
+            BRAVO,
+        )
     return [(r["prefix"], r["rate"]) for r in rows]
 
 
-async def test_import_rates_loads_and_warms(settings: Settings, pool: asyncpg.Pool,
-                                            cache: Cache, tmp_path: Path) -> None:
+async def test_import_rates_loads_and_warms(
+    settings: Settings, pool: asyncpg.Pool, cache: Cache, tmp_path: Path
+) -> None:
     deck = tmp_path / "bravo.csv"
-    deck.write_text("prefix,rate,effective_date,description\n"
-                    "4930,0.0110,2025-01-01,Berlin\n+4989,0.0120,2025-01-01,Munich\n")
+    deck.write_text(
+        "prefix,rate,effective_date,description\n"
+        "4930,0.0110,2025-01-01,Berlin\n+4989,0.0120,2025-01-01,Munich\n"
+    )
     result = run(settings, "import-rates", str(deck), "--carrier", "Bravo Networks")
     assert result.returncode == 0, result.stderr
     assert ("4930", "0.011000") in await bravo_rows(pool)
@@ -67,12 +84,12 @@ async def test_unknown_carrier_is_refused(settings: Settings, tmp_path: Path) ->
     assert result.returncode == 1 and "no organization" in result.stderr
 
 
-async def test_replace_drops_rows_missing_from_the_file(settings: Settings, pool: asyncpg.Pool,
-                                                        tmp_path: Path) -> None:
+async def test_replace_drops_rows_missing_from_the_file(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     deck = tmp_path / "only.csv"
     deck.write_text("prefix,rate,effective_date\n1,0.0040,2025-06-01\n")
-    result = run(settings, "import-rates", str(deck), "--carrier", BRAVO, "--replace",
-                 "--no-warm")
+    result = run(settings, "import-rates", str(deck), "--carrier", BRAVO, "--replace", "--no-warm")
     assert result.returncode == 0, result.stderr
     assert await bravo_rows(pool) == [("1", "0.004000")]
 

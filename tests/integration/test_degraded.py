@@ -15,7 +15,7 @@ import pytest
 from sipdata.cache import Cache
 from sipdata.settings import Settings
 
-from .conftest import Api, RedisServer, free_port, start_api, warmer
+from .conftest import RedisServer, free_port, start_api, warmer
 
 pytestmark = pytest.mark.usefixtures("demo")
 
@@ -70,16 +70,18 @@ async def test_redis_and_database_down_is_503_never_auth(settings: Settings, par
         await api.client.close()
 
 
-async def test_database_down_warm_redis_still_routes(settings: Settings, cache: Cache,
-                                                     pool: asyncpg.Pool) -> None:
+async def test_database_down_warm_redis_still_routes(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
     await warmer(settings, cache, pool).load_once()
     api = await start_api(dead_db(settings, free_port()))
     try:
         body = await api.decide(source_ip="127.0.0.10", to="12125551234")
         assert body["verdict"] == "route"
         assert set(body["explain"]["sources"].values()) == {"generation"}
-        digest_call = await api.decide(source_ip="127.0.0.9", to="12125551234",
-                                       auth_user="acme-pbx")
+        digest_call = await api.decide(
+            source_ip="127.0.0.9", to="12125551234", auth_user="acme-pbx"
+        )
         assert digest_call["auth"]["ha1"]
         status, ready = await api.get("/ready")
         assert status == 503 and any("database" in r for r in ready["reasons"])
@@ -91,8 +93,12 @@ async def test_hung_redis_and_database_answer_503_within_the_deadline(
     private_settings: Settings, redis_server: RedisServer, pool: asyncpg.Pool, blackhole: int
 ) -> None:
     """Both stop answering (SIGSTOP, a silent port): sipdata answers 503 itself, on time."""
-    settings = replace(dead_db(private_settings, blackhole), decision_deadline_ms=400,
-                       redis_timeout_ms=100, db_timeout_ms=100)
+    settings = replace(
+        dead_db(private_settings, blackhole),
+        decision_deadline_ms=400,
+        redis_timeout_ms=100,
+        db_timeout_ms=100,
+    )
     cache = Cache.from_settings(private_settings)
     await warmer(private_settings, cache, pool).load_once()
     await cache.close()
@@ -104,8 +110,9 @@ async def test_hung_redis_and_database_answer_503_within_the_deadline(
         os.kill(redis_server.proc.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
-            status, body = await api.get("/v1/decide/invite", source_ip="127.0.0.10",
-                                         to="12125551234", call_id="hung")
+            status, body = await api.get(
+                "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="hung"
+            )
             elapsed = time.monotonic() - started
         finally:
             os.kill(redis_server.proc.pid, signal.SIGCONT)

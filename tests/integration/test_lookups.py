@@ -72,15 +72,18 @@ async def test_decide_ip_trunk_routes_by_lcr_in_rtjson(api: Api) -> None:
     body = await api.decide(source_ip="127.0.0.10", to="+12125551234", **{"from": "15550001111"})
     assert body["verdict"] == "route" and body["caller"]["identified_by"] == "ip"
     assert [r["uri"] for r in body["routing"]["routes"]] == [
-        "sip:12125551234@127.0.0.102", "sip:12125551234@127.0.0.103",
-        "sip:12125551234@127.0.0.101"]
+        "sip:12125551234@127.0.0.102",
+        "sip:12125551234@127.0.0.103",
+        "sip:12125551234@127.0.0.101",
+    ]
     assert body["explain"]["sources"]["acl"] == "generation"
     assert body["call_id"] == "test-call"
 
 
 async def test_decide_accepts_post_json_like_get(api: Api) -> None:
-    status, body = await api.post("/v1/decide/invite", {
-        "source_ip": "127.0.0.10", "to": "12125551234", "call_id": "post-1"})
+    status, body = await api.post(
+        "/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "12125551234", "call_id": "post-1"}
+    )
     assert status == 200 and body["verdict"] == "route" and body["call_id"] == "post-1"
 
 
@@ -97,8 +100,10 @@ async def test_decide_accepts_post_json_like_get(api: Api) -> None:
         ({"source_ip": "127.0.0.101", "to": "12125550100"}, ("reject", 480)),  # not registered
         ({"source_ip": "127.0.0.101", "to": "12125550199"}, ("reject", 404)),  # unassigned DID
         ({"source_ip": "127.0.0.101", "to": "12125550101"}, ("route", 200)),  # static trunk
-        ({"source_ip": "127.0.0.50", "auth_user": "globex-sip", "auth_algorithm": "SHA-256"},
-         ("route", 200)),
+        (
+            {"source_ip": "127.0.0.50", "auth_user": "globex-sip", "auth_algorithm": "SHA-256"},
+            ("route", 200),
+        ),
     ],
 )
 async def test_decide_verdicts(api: Api, params: dict[str, str], expected: tuple) -> None:
@@ -112,11 +117,18 @@ async def test_decide_verdicts(api: Api, params: dict[str, str], expected: tuple
 
 
 async def test_decide_digest_caller_gets_ha1_for_its_algorithm(api: Api) -> None:
-    body = await api.decide(source_ip="127.0.0.50", to="12125551234", auth_user="acme-pbx",
-                            auth_realm="sipdata.local", auth_algorithm="SHA-256")
-    assert body["auth"] == {"ha1": digest.ha1("SHA-256", "acme-pbx", "sipdata.local",
-                                              "acme-secret"),
-                            "algorithm": "SHA-256", "realm": "sipdata.local"}
+    body = await api.decide(
+        source_ip="127.0.0.50",
+        to="12125551234",
+        auth_user="acme-pbx",
+        auth_realm="sipdata.local",
+        auth_algorithm="SHA-256",
+    )
+    assert body["auth"] == {
+        "ha1": digest.ha1("SHA-256", "acme-pbx", "sipdata.local", "acme-secret"),
+        "algorithm": "SHA-256",
+        "realm": "sipdata.local",
+    }
 
 
 async def test_decide_rule_transform_then_lcr(api: Api) -> None:
@@ -141,8 +153,14 @@ async def test_decide_did_delivered_to_registered_contact(api: Api, cache: Any) 
 
     await cache.client.set(
         f"registration:{demo_id('trunk:acme-pbx')}",
-        orjson.dumps({"contact": "sip:acme@127.0.0.40:5070", "expires": 2_000_000_000,
-                      "user_agent": "pbx", "received": None}),
+        orjson.dumps(
+            {
+                "contact": "sip:acme@127.0.0.40:5070",
+                "expires": 2_000_000_000,
+                "user_agent": "pbx",
+                "received": None,
+            }
+        ),
         ex=60,
     )
     body = await api.decide(source_ip="127.0.0.101", to="12125550100")

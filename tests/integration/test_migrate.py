@@ -10,9 +10,23 @@ import pytest
 from sipdata import migrate
 
 SEED_TABLES = {
-    "organizations", "organization_settings", "users", "api_keys", "audit_logs", "sip_trunks",
-    "trunk_registrations", "trunk_acl", "phone_numbers", "e911_addresses", "routing_rules",
-    "lcr_rates", "cdrs", "billing_accounts", "usage_records", "invoices", "messages",
+    "organizations",
+    "organization_settings",
+    "users",
+    "api_keys",
+    "audit_logs",
+    "sip_trunks",
+    "trunk_registrations",
+    "trunk_acl",
+    "phone_numbers",
+    "e911_addresses",
+    "routing_rules",
+    "lcr_rates",
+    "cdrs",
+    "billing_accounts",
+    "usage_records",
+    "invoices",
+    "messages",
     "messaging_campaigns",
 }
 
@@ -20,14 +34,15 @@ SEED_TABLES = {
 async def catalog(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
-        "ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1")
+        "ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1"
+    )
     return [(r["relname"], r["relkind"]) for r in rows]
 
 
 async def test_every_seed_table_exists(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         names = {name for name, _ in await catalog(conn)}
-    assert SEED_TABLES <= names
+    assert names >= SEED_TABLES
 
 
 async def test_second_migrate_changes_nothing(pool: asyncpg.Pool) -> None:
@@ -46,11 +61,16 @@ async def test_partitions_exist_ahead_and_rows_land_in_them(pool: asyncpg.Pool) 
         this_month = f"cdrs_{today:%Y_%m}"
         where = await conn.fetchval(
             "INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('c1', $1, $2) "
-            "RETURNING tableoid::regclass::text", org, dt.datetime.now())
+            "RETURNING tableoid::regclass::text",
+            org,
+            dt.datetime.now(),
+        )
         assert where == this_month
         far = await conn.fetchval(
             "INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('c2', $1, '2099-01-01') "
-            "RETURNING tableoid::regclass::text", org)
+            "RETURNING tableoid::regclass::text",
+            org,
+        )
         assert far == "cdrs_default"  # never lost, even without a partition
         names = {n for n, _ in await catalog(conn)}
         for table, name, _, _ in migrate.partition_names(today, 3):
@@ -61,11 +81,13 @@ async def test_cdr_unique_per_call_and_start(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('u') RETURNING id")
         start = dt.datetime.now().replace(microsecond=0)
-        await conn.execute("INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('d', $1, $2)",
-                           org, start)
+        await conn.execute(
+            "INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('d', $1, $2)", org, start
+        )
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
-                "INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('d', $1, $2)", org, start)
+                "INSERT INTO cdrs (call_id, org_id, start_time) VALUES ('d', $1, $2)", org, start
+            )
 
 
 def test_partition_names_roll_over_the_year() -> None:

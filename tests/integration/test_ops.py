@@ -17,8 +17,9 @@ async def test_health_is_alive_without_dependencies(api: Api) -> None:
     assert await api.get("/health") == (200, {"status": "ok"})
 
 
-async def test_ready_needs_a_fresh_warmer_heartbeat(api: Api, settings: Settings, cache: Cache,
-                                                    pool: asyncpg.Pool) -> None:
+async def test_ready_needs_a_fresh_warmer_heartbeat(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
     status, body = await api.get("/ready")
     assert status == 503 and body["status"] == "unready"
     assert "warmer heartbeat missing or expired" in body["reasons"]
@@ -27,8 +28,9 @@ async def test_ready_needs_a_fresh_warmer_heartbeat(api: Api, settings: Settings
     assert status == 200 and body["reasons"] == [] and body["generation"] == 1
 
 
-async def test_metrics_count_requests_lookups_and_warmer(api: Api, settings: Settings,
-                                                        cache: Cache, pool: asyncpg.Pool) -> None:
+async def test_metrics_count_requests_lookups_and_warmer(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
     await api.decide(source_ip="127.0.0.10", to="12125551234")  # cold: database
     await api.get("/v1/lcr", number="x")  # a 400
     resp = await api.client.get("/metrics")
@@ -41,8 +43,9 @@ async def test_metrics_count_requests_lookups_and_warmer(api: Api, settings: Set
     assert "sipdata_warmer_last_success_timestamp_seconds" in text
 
 
-async def test_in_process_warmer_runs_and_reports(settings: Settings, pool: asyncpg.Pool,
-                                                  cache: Cache) -> None:
+async def test_in_process_warmer_runs_and_reports(
+    settings: Settings, pool: asyncpg.Pool, cache: Cache
+) -> None:
     from dataclasses import replace
 
     from .conftest import start_api
@@ -58,8 +61,11 @@ async def test_in_process_warmer_runs_and_reports(settings: Settings, pool: asyn
             await asyncio.sleep(0.05)
         assert status == 200
         text = await (await api.client.get("/metrics")).text()
-        line = next(x for x in text.splitlines()
-                    if x.startswith("sipdata_warmer_last_success_timestamp_seconds "))
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith("sipdata_warmer_last_success_timestamp_seconds ")
+        )
         assert float(line.split()[1]) > 0
     finally:
         await api.client.close()

@@ -21,14 +21,15 @@ async def test_cold_decision_reads_everything_from_the_database(api: Api) -> Non
     body = await api.decide(source_ip="127.0.0.10", to="12125551234")
     assert body["explain"]["generation"] is None
     assert set(body["explain"]["sources"].values()) == {"database"}
-    assert [r["uri"] for r in body["routing"]["routes"]][0] == "sip:12125551234@127.0.0.102"
+    assert body["routing"]["routes"][0]["uri"] == "sip:12125551234@127.0.0.102"
     again = await api.decide(source_ip="127.0.0.10", to="12125551234")
     assert again["routing"] == body["routing"]
     assert set(again["explain"]["sources"].values()) == {"readthrough"}
 
 
-async def test_cold_answers_equal_warm_answers(api: Api, settings: Settings, cache: Cache,
-                                               pool: asyncpg.Pool) -> None:
+async def test_cold_answers_equal_warm_answers(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
     cases = [
         dict(source_ip="127.0.0.10", to="12125551234"),
         dict(source_ip="127.0.1.5", to="02071234567"),
@@ -36,8 +37,7 @@ async def test_cold_answers_equal_warm_answers(api: Api, settings: Settings, cac
         dict(source_ip="127.0.0.101", to="12125550101"),
         dict(source_ip="127.0.0.10", to="19005550000"),
         dict(source_ip="127.0.0.9", to="12125551234", auth_user="acme-pbx"),
-        dict(source_ip="127.0.0.9", to="44207", auth_user="acme-pbx",
-             auth_algorithm="SHA-256"),
+        dict(source_ip="127.0.0.9", to="44207", auth_user="acme-pbx", auth_algorithm="SHA-256"),
     ]
     cold = [await api.decide(**c) for c in cases]
     await warmer(settings, cache, pool).load_once()
@@ -51,8 +51,9 @@ async def test_cold_answers_equal_warm_answers(api: Api, settings: Settings, cac
     assert all(w["explain"]["generation"] is not None for w in warm)
 
 
-async def test_not_found_is_cached_briefly(api: Api, pool: asyncpg.Pool,
-                                           settings: Settings) -> None:
+async def test_not_found_is_cached_briefly(
+    api: Api, pool: asyncpg.Pool, settings: Settings
+) -> None:
     _, first = await api.get("/v1/credentials", username="newbie")
     assert first["found"] is False and first["source"] == "database"
     _, second = await api.get("/v1/credentials", username="newbie")
@@ -61,8 +62,9 @@ async def test_not_found_is_cached_briefly(api: Api, pool: asyncpg.Pool,
     assert 0 < ttl <= settings.negative_ttl_s
 
 
-async def test_new_trunk_works_before_the_next_warm(api: Api, settings: Settings,
-                                                    cache: Cache, pool: asyncpg.Pool) -> None:
+async def test_new_trunk_works_before_the_next_warm(
+    api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
     """Credentials read through on a generation miss: provisioning takes effect at once."""
     await warmer(settings, cache, pool).load_once()
     await api.refresh()
@@ -70,7 +72,8 @@ async def test_new_trunk_works_before_the_next_warm(api: Api, settings: Settings
         await conn.execute(
             "INSERT INTO sip_trunks (org_id, name, username, password_hash, auth_type) "
             "VALUES ($1::uuid, 'fresh', 'fresh-pbx', $2, 'digest')",
-            demo_id("org:acme"), digest.encode("fresh-pbx", settings.realm, "pw"),
+            demo_id("org:acme"),
+            digest.encode("fresh-pbx", settings.realm, "pw"),
         )
     body = await api.decide(source_ip="127.0.0.9", to="12125551234", auth_user="fresh-pbx")
     assert body["verdict"] == "route" and body["explain"]["sources"]["credential"] == "database"

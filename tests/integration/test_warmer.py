@@ -26,8 +26,12 @@ ALPHA = demo_id("org:alpha")
 
 async def set_alpha_1212(pool: asyncpg.Pool, rate: str) -> None:
     async with pool.acquire() as conn:
-        await conn.execute("UPDATE lcr_rates SET rate = $1::numeric WHERE carrier_id = $2::uuid "
-                           "AND prefix = '1212'", rate, ALPHA)
+        await conn.execute(
+            "UPDATE lcr_rates SET rate = $1::numeric WHERE carrier_id = $2::uuid "
+            "AND prefix = '1212'",
+            rate,
+            ALPHA,
+        )
 
 
 async def alpha_rate(api: Api) -> tuple[str, int]:
@@ -89,8 +93,10 @@ async def test_redis_out_of_memory_mid_load_keeps_old_generation(
             before = await api.decide(source_ip="127.0.0.10", to="12125551234")
             used = int((await cache.client.info("memory"))["used_memory"])
             await cache.client.config_set("maxmemory", str(used + 600_000))
-            deck = [DeckRow(f"3{n:07d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
-                    for n in range(20_000)]
+            deck = [
+                DeckRow(f"3{n:07d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
+                for n in range(20_000)
+            ]
             await provision.import_rates(pool, ALPHA, deck, replace=False)
             with pytest.raises(CacheUnavailable):
                 await warmer(private_settings, cache, pool).load_once()
@@ -123,8 +129,10 @@ async def test_rate_deck_never_visible_half_loaded(
     api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
     """Lookups racing a reload see all-old or all-new rates, as their generation says."""
-    deck = [DeckRow(f"5{n:05d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
-            for n in range(30_000)]
+    deck = [
+        DeckRow(f"5{n:05d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
+        for n in range(30_000)
+    ]
     await provision.import_rates(pool, ALPHA, deck, replace=False)
     await warmer(settings, cache, pool).load_once()
     await api.refresh()
@@ -155,7 +163,10 @@ async def test_registrations_restored_where_redis_lost_them_never_over_live_ones
             await conn.execute(
                 "INSERT INTO trunk_registrations (trunk_id, contact, expires_at, status) "
                 "VALUES ($1::uuid, $2, now() AT TIME ZONE 'UTC' + interval '300 seconds', "
-                "'online')", trunk_id, contact)
+                "'online')",
+                trunk_id,
+                contact,
+            )
     live = orjson.dumps({"contact": "sip:newer@127.0.0.42", "expires": 2_000_000_000})
     await cache.client.set(keys.registration(sip), live, ex=100)
     await cache.client.sadd(keys.TRUNKS_ONLINE, "gone-trunk")

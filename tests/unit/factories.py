@@ -5,18 +5,26 @@ from decimal import Decimal
 from typing import Any
 
 from sipdata.decide import digest
+from sipdata.decide.acl import canonical_ip
 from sipdata.decide.invite import InviteQuery
 from sipdata.decide.lcr import RateRow
 from sipdata.decide.models import Carrier, Credential, Did, Gateway, Trunk
-from sipdata.decide.acl import canonical_ip
 
 REALM = "sipdata.local"
 
 
 def trunk(id: str = "t-cust", **over: Any) -> Trunk:
     base: dict[str, Any] = dict(
-        id=id, org_id="o-cust", name=id, status="active", org_status="active", auth_type="ip",
-        is_carrier=False, address="192.0.2.10", transport="UDP", networks=("192.0.2.10/32",),
+        id=id,
+        org_id="o-cust",
+        name=id,
+        status="active",
+        org_status="active",
+        auth_type="ip",
+        is_carrier=False,
+        address="192.0.2.10",
+        transport="UDP",
+        networks=("192.0.2.10/32",),
         max_channels=10,
     )
     base.update(over)
@@ -31,8 +39,9 @@ def credential(password: str = "pw", **over: Any) -> Credential:
 
 
 def query(ip: str = "192.0.2.10", to: str = "12125551234", **over: Any) -> InviteQuery:
-    base: dict[str, Any] = dict(source_ip=canonical_ip(ip), to=to, from_number="15550001111",
-                                call_id="c1")
+    base: dict[str, Any] = dict(
+        source_ip=canonical_ip(ip), to=to, from_number="15550001111", call_id="c1"
+    )
     base.update(over)
     return InviteQuery(**base)
 
@@ -46,8 +55,12 @@ def rate(cid: str, prefix: str, value: str) -> RateRow:
 
 
 def did(number: str = "12125550100", **over: Any) -> Did:
-    base: dict[str, Any] = dict(number=number, org_id="o-cust", status="active",
-                                voice_enabled=True,
-                                trunk=trunk("t-pbx", auth_type="digest", address=None, networks=()))
+    base: dict[str, Any] = dict(
+        number=number,
+        org_id="o-cust",
+        status="active",
+        voice_enabled=True,
+        trunk=trunk("t-pbx", auth_type="digest", address=None, networks=()),
+    )
     base.update(over)
     return Did(**base)

@@ -58,8 +58,15 @@ def test_parse_rejects_anything_not_in_the_format(stored: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("given_name", "expected"),
-    [(None, "MD5"), ("", "MD5"), ("md5", "MD5"), ("SHA-256", "SHA-256"), ("sha-256", "SHA-256"),
-     ("MD5-sess", None), ("SHA-512-256", None)],
+    [
+        (None, "MD5"),
+        ("", "MD5"),
+        ("md5", "MD5"),
+        ("SHA-256", "SHA-256"),
+        ("sha-256", "SHA-256"),
+        ("MD5-sess", None),
+        ("SHA-512-256", None),
+    ],
 )
 def test_algorithm_names_normalise(given_name: str | None, expected: str | None) -> None:
     assert digest.normalise_algorithm(given_name) == expected

@@ -21,13 +21,18 @@ def test_ip_trunk_is_identified_by_its_network() -> None:
 
 @pytest.mark.parametrize(
     ("over", "reason"),
-    [({"status": "suspended"}, "Trunk Suspended"), ({"org_status": "suspended"},
-                                                     "Account Suspended")],
+    [
+        ({"status": "suspended"}, "Trunk Suspended"),
+        ({"org_status": "suspended"}, "Account Suspended"),
+    ],
 )
 def test_suspended_ip_trunk_or_org_is_rejected_403(over: dict[str, Any], reason: str) -> None:
     who = identify(query(), ("192.0.2.10/32", [trunk(**over)]), None, REALM)
-    assert isinstance(who, Verdict) and (who.verdict, who.code, who.reason) == ("reject", 403,
-                                                                                  reason)
+    assert isinstance(who, Verdict) and (who.verdict, who.code, who.reason) == (
+        "reject",
+        403,
+        reason,
+    )
 
 
 def test_unknown_address_without_credentials_is_challenged() -> None:
@@ -49,8 +54,11 @@ def test_shared_network_is_ambiguous_and_falls_to_digest() -> None:
         (dict(auth_user="alice", auth_algorithm="SHA-256"), credential(), ("digest", "SHA-256")),
         (dict(auth_user="bob"), None, (403, "Forbidden")),
         (dict(auth_user="alice", auth_realm="other"), credential(), (403, "Wrong Realm")),
-        (dict(auth_user="alice", auth_algorithm="MD5-sess"), credential(),
-         (403, "Unsupported Digest Algorithm")),
+        (
+            dict(auth_user="alice", auth_algorithm="MD5-sess"),
+            credential(),
+            (403, "Unsupported Digest Algorithm"),
+        ),
         (dict(auth_user="alice"), credential(status="disabled"), (403, "Trunk Suspended")),
         (dict(auth_user="alice"), credential(org_status="suspended"), (403, "Account Suspended")),
     ],
@@ -75,9 +83,12 @@ def test_digest_trunk_source_restriction() -> None:
 
 def facts(**over: Any) -> RoutingFacts:
     base: dict[str, Any] = dict(
-        did=None, rules=(), registrations={},
-        lcr_entries={"12125551234": ("1212", [rate("A", "1212", "0.010"),
-                                              rate("B", "1", "0.005")])},
+        did=None,
+        rules=(),
+        registrations={},
+        lcr_entries={
+            "12125551234": ("1212", [rate("A", "1212", "0.010"), rate("B", "1", "0.005")])
+        },
         carriers={"A": carrier("a", "198.51.100.1"), "B": carrier("b", "198.51.100.2")},
         trunks={},
     )
@@ -96,7 +107,9 @@ def test_lcr_routes_cheapest_first_in_rtjson() -> None:
     assert doc["verdict"] == "route"
     assert doc["routing"]["routing"] == "serial"
     assert [r["uri"] for r in doc["routing"]["routes"]] == [
-        "sip:12125551234@198.51.100.2", "sip:12125551234@198.51.100.1"]
+        "sip:12125551234@198.51.100.2",
+        "sip:12125551234@198.51.100.1",
+    ]
     assert doc["legs"][0]["rate"] == "0.005"
     assert doc["explain"]["lcr"][0]["prefix"] == "1212"
 
@@ -113,14 +126,28 @@ def test_carrier_without_gateways_is_skipped_and_explained() -> None:
 
 
 def _rules(*rows: dict[str, Any]) -> list:
-    base = {"org_id": "o-cust", "name": "r", "match_type": "prefix", "time_condition": {},
-            "transform_rules": {}, "weight": 100, "trunk_id": None}
+    base = {
+        "org_id": "o-cust",
+        "name": "r",
+        "match_type": "prefix",
+        "time_condition": {},
+        "transform_rules": {},
+        "weight": 100,
+        "trunk_id": None,
+    }
     return [parse_rule({**base, **r}) for r in rows]
 
 
 def test_first_matching_reject_rule_rejects_with_its_code() -> None:
-    rules = _rules({"id": "r1", "priority": 1, "match_pattern": "1212", "action": "reject",
-                    "destination": "603 Decline"})
+    rules = _rules(
+        {
+            "id": "r1",
+            "priority": 1,
+            "match_pattern": "1212",
+            "action": "reject",
+            "destination": "603 Decline",
+        }
+    )
     matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
     v = route(ident(), query(), matched, facts(), NOW)
     assert (v.verdict, v.code, v.reason) == ("reject", 603, "Decline")
@@ -129,12 +156,22 @@ def test_first_matching_reject_rule_rejects_with_its_code() -> None:
 
 def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
     rules = _rules(
-        {"id": "fwd", "priority": 1, "match_pattern": "1", "action": "forward",
-         "destination": "sip:ivr.example.net"},
+        {
+            "id": "fwd",
+            "priority": 1,
+            "match_pattern": "1",
+            "action": "forward",
+            "destination": "sip:ivr.example.net",
+        },
         {"id": "lcr", "priority": 2, "match_pattern": "1", "action": "lcr"},
         {"id": "stop", "priority": 3, "match_pattern": "1", "action": "reject"},
-        {"id": "late", "priority": 4, "match_pattern": "1", "action": "forward",
-         "destination": "sip:late@x"},
+        {
+            "id": "late",
+            "priority": 4,
+            "match_pattern": "1",
+            "action": "forward",
+            "destination": "sip:late@x",
+        },
     )
     matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
     v = route(ident(), query(), matched, facts(), NOW)
@@ -145,18 +182,21 @@ def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
 
 
 def test_rule_to_unreachable_trunk_gives_480() -> None:
-    rules = _rules({"id": "t", "priority": 1, "match_pattern": "1", "action": "trunk",
-                    "destination": "t-pbx"})
+    rules = _rules(
+        {"id": "t", "priority": 1, "match_pattern": "1", "action": "trunk", "destination": "t-pbx"}
+    )
     pbx = trunk("t-pbx", auth_type="digest", address=None, networks=())
     matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
     v = route(ident(), query(), matched, facts(trunks={"t-pbx": pbx}), NOW)
     assert v.code == 480
     reg = Registration("sip:pbx@203.0.113.5:5080", 2_000_000_000, received="sip:203.0.113.5:5080")
-    v = route(ident(), query(), matched, facts(trunks={"t-pbx": pbx},
-                                                registrations={"t-pbx": reg}), NOW)
+    v = route(
+        ident(), query(), matched, facts(trunks={"t-pbx": pbx}, registrations={"t-pbx": reg}), NOW
+    )
     assert v.verdict == "route"
     assert v.to_json()["routing"]["routes"] == [
-        {"uri": "sip:pbx@203.0.113.5:5080", "dst_uri": "sip:203.0.113.5:5080"}]
+        {"uri": "sip:pbx@203.0.113.5:5080", "dst_uri": "sip:203.0.113.5:5080"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -170,12 +210,14 @@ def test_rule_to_unreachable_trunk_gives_480() -> None:
         (did(trunk=trunk("t-pbx", status="suspended")), True, (403, "Destination Suspended")),
     ],
 )
-def test_inbound_from_carrier_goes_to_the_did_trunk(the_did: Any, registered: bool,
-                                                    expected: tuple) -> None:
+def test_inbound_from_carrier_goes_to_the_did_trunk(
+    the_did: Any, registered: bool, expected: tuple
+) -> None:
     regs = {"t-pbx": Registration("sip:pbx@203.0.113.5", 2_000_000_000)} if registered else {}
     carrier_trunk = ident(is_carrier=True, org_id="o-carrier")
-    v = route(carrier_trunk, query(to="12125550100"), [], facts(did=the_did, registrations=regs),
-              NOW)
+    v = route(
+        carrier_trunk, query(to="12125550100"), [], facts(did=the_did, registrations=regs), NOW
+    )
     assert (v.code, v.reason) == expected
     assert v.explain["direction"] == "inbound"
 

@@ -10,10 +10,17 @@ from sipdata.decide.lcr import RateRow, brute_force, compile_deck, longest_entry
 
 D = dt.date
 TODAY = D(2026, 6, 15)
+DECK_START = D(2025, 1, 1)
 
 
-def row(carrier: str, prefix: str, rate: str, eff: dt.date = D(2025, 1, 1),
-        exp: dt.date | None = None, priority: int = 100) -> RateRow:
+def row(
+    carrier: str,
+    prefix: str,
+    rate: str,
+    eff: dt.date = DECK_START,
+    exp: dt.date | None = None,
+    priority: int = 100,
+) -> RateRow:
     return RateRow(carrier, prefix, Decimal(rate), priority, eff, exp)
 
 
@@ -57,8 +64,11 @@ def test_expired_specific_row_falls_back_to_shorter_prefix_on_expiry_day() -> No
 
 
 def test_ties_break_on_priority_then_carrier_id() -> None:
-    rows = [row("C", "1", "0.01", priority=5), row("A", "1", "0.01", priority=5),
-            row("B", "1", "0.01", priority=1)]
+    rows = [
+        row("C", "1", "0.01", priority=5),
+        row("A", "1", "0.01", priority=5),
+        row("B", "1", "0.01", priority=1),
+    ]
     assert carriers(lookup(rows, "15", TODAY)) == ["B", "A", "C"]
 
 
@@ -91,7 +101,8 @@ def decks(draw):
         carrier = draw(st.sampled_from("ABCD"))
         prefix = draw(st.from_regex(r"\A[12][0-9]{0,3}\Z"))
         eff = draw(days)
-        exp = draw(st.one_of(st.none(), st.integers(1, 40).map(lambda k: eff + dt.timedelta(days=k))))
+        lifetime = draw(st.one_of(st.none(), st.integers(1, 40)))
+        exp = None if lifetime is None else eff + dt.timedelta(days=lifetime)
         rate = Decimal(draw(st.integers(1, 30))) / 1000
         prio = draw(st.integers(1, 3))
         rows[(carrier, prefix, eff)] = RateRow(carrier, prefix, rate, prio, eff, exp)

@@ -12,8 +12,11 @@ HEADER = "prefix,rate,effective_date,expiry_date,priority,description\n"
 
 
 def test_valid_deck_parses_all_rows() -> None:
-    rows = parse((HEADER + "1,0.005,2025-01-01,,,US\n+44,0.0123,2025-01-01,2026-01-01,5,UK\n")
-                 .splitlines(keepends=True))
+    rows = parse(
+        (HEADER + "1,0.005,2025-01-01,,,US\n+44,0.0123,2025-01-01,2026-01-01,5,UK\n").splitlines(
+            keepends=True
+        )
+    )
     assert [r.prefix for r in rows] == ["1", "44"]
     assert rows[1].rate == Decimal("0.0123") and rows[1].priority == 5
     assert rows[1].expiry_date == dt.date(2026, 1, 1)
@@ -39,7 +42,7 @@ def test_columns_in_any_order_and_optional_ones_omitted() -> None:
         ("1,0.1,2025-01-01,,-1,\n", 2, "priority"),
         ("1,0.1,2025-01-01,,,\n\n1,0.2,2025-01-01,,,\n", 4, "prefix"),  # duplicate key
         ("1,0.1,2025-01-01,,,," + "\n", 2, None),  # wrong field count
-        ("١,0.1,2025-01-01,,,\n", 2, "prefix"),
+        ("\u0661,0.1,2025-01-01,,,\n", 2, "prefix"),
         ("1,0.1,2025-01-01,,," + "x" * 256 + "\n", 2, "description"),
     ],
 )

@@ -3,7 +3,15 @@
 import pytest
 
 from sipdata.decide.models import Registration
-from sipdata.decide.routes import Leg, dedupe, forward_uri, request_uri, rtjson, trunk_address, trunk_leg
+from sipdata.decide.routes import (
+    Leg,
+    dedupe,
+    forward_uri,
+    request_uri,
+    rtjson,
+    trunk_address,
+    trunk_leg,
+)
 
 from .factories import trunk
 
@@ -48,5 +56,8 @@ def test_dedupe_keeps_first_and_rtjson_shape() -> None:
     legs = dedupe([Leg("sip:a@x"), Leg("sip:b@x"), Leg("sip:a@x", carrier_id="later")])
     assert [leg.uri for leg in legs] == ["sip:a@x", "sip:b@x"]
     doc = rtjson([Leg("sip:a@x", dst_uri="sip:p")])
-    assert doc == {"version": "1.0", "routing": "serial",
-                   "routes": [{"uri": "sip:a@x", "dst_uri": "sip:p"}]}
+    assert doc == {
+        "version": "1.0",
+        "routing": "serial",
+        "routes": [{"uri": "sip:a@x", "dst_uri": "sip:p"}],
+    }

@@ -14,10 +14,21 @@ UTC = dt.UTC
 
 
 def rule(**over: Any) -> dict[str, Any]:
-    base = {"id": "r1", "org_id": "o1", "name": "n", "trunk_id": None, "priority": 100,
-            "match_type": "prefix", "match_pattern": "1212", "time_condition": {},
-            "action": "lcr", "destination": None, "transform_rules": {}, "weight": 100,
-            "max_calls": None}
+    base = {
+        "id": "r1",
+        "org_id": "o1",
+        "name": "n",
+        "trunk_id": None,
+        "priority": 100,
+        "match_type": "prefix",
+        "match_pattern": "1212",
+        "time_condition": {},
+        "action": "lcr",
+        "destination": None,
+        "transform_rules": {},
+        "weight": 100,
+        "max_calls": None,
+    }
     return {**base, **over}
 
 
@@ -91,11 +102,17 @@ def test_invalid_rules_are_refused_with_reason(over: dict[str, Any], message: st
         # 23:30 UTC Friday is already Saturday in Tokyo
         ({"timezone": "Asia/Tokyo", "days": ["sat"]}, "2026-11-27T23:30:00+00:00", True),
         # New York is UTC-5 in November: 14:00 UTC is 09:00 local
-        ({"timezone": "America/New_York", "start": "09:00", "end": "10:00"},
-         "2026-11-25T14:00:00+00:00", True),
+        (
+            {"timezone": "America/New_York", "start": "09:00", "end": "10:00"},
+            "2026-11-25T14:00:00+00:00",
+            True,
+        ),
         # ... and UTC-4 in July
-        ({"timezone": "America/New_York", "start": "09:00", "end": "10:00"},
-         "2026-07-15T14:00:00+00:00", False),
+        (
+            {"timezone": "America/New_York", "start": "09:00", "end": "10:00"},
+            "2026-07-15T14:00:00+00:00",
+            False,
+        ),
     ],
 )
 def test_time_windows(window: dict[str, Any], when: str, inside: bool) -> None:
@@ -115,8 +132,11 @@ def test_empty_time_condition_means_always() -> None:
         ({}, "02071234567", "02071234567"),
         ({"strip": 1, "prefix": "44"}, "02071234567", "442071234567"),
         ({"replace": {"pattern": "^011", "with": ""}}, "011442071234567", "442071234567"),
-        ({"strip": 2, "replace": {"pattern": "^(\\d{3})", "with": "9\\1"}, "prefix": "1"},
-         "00212555", "19212555"),
+        (
+            {"strip": 2, "replace": {"pattern": "^(\\d{3})", "with": "9\\1"}, "prefix": "1"},
+            "00212555",
+            "19212555",
+        ),
     ],
 )
 def test_transforms_apply_strip_replace_prefix_in_order(
@@ -127,19 +147,24 @@ def test_transforms_apply_strip_replace_prefix_in_order(
 
 def test_reject_code_and_reason() -> None:
     assert parse_rule(rule(action="reject", destination="486 Busy Here")).reject_code() == (
-        486, "Busy Here")
+        486,
+        "Busy Here",
+    )
     assert parse_rule(rule(action="reject", destination=None)).reject_code() == (403, "Forbidden")
 
 
 def _group() -> list:
     return [
-        parse_rule(rule(id="heavy", priority=50, weight=70, action="forward",
-                        destination="sip:a@h")),
-        parse_rule(rule(id="light", priority=50, weight=30, action="forward",
-                        destination="sip:b@h")),
+        parse_rule(
+            rule(id="heavy", priority=50, weight=70, action="forward", destination="sip:a@h")
+        ),
+        parse_rule(
+            rule(id="light", priority=50, weight=30, action="forward", destination="sip:b@h")
+        ),
         parse_rule(rule(id="first", priority=10, action="forward", destination="sip:c@h")),
-        parse_rule(rule(id="never", priority=50, weight=0, action="forward",
-                        destination="sip:d@h")),
+        parse_rule(
+            rule(id="never", priority=50, weight=0, action="forward", destination="sip:d@h")
+        ),
     ]
 
 

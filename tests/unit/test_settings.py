@@ -14,10 +14,20 @@ def test_defaults_point_at_local_services() -> None:
 
 
 def test_values_are_parsed_by_type() -> None:
-    s = Settings.from_env({"SIPDATA_HTTP_PORT": "9000", "SIPDATA_WARMER_ENABLED": "off",
-                           "SIPDATA_WARM_INTERVAL_S": "2.5", "SIPDATA_REALM": "edge.example"})
+    s = Settings.from_env(
+        {
+            "SIPDATA_HTTP_PORT": "9000",
+            "SIPDATA_WARMER_ENABLED": "off",
+            "SIPDATA_WARM_INTERVAL_S": "2.5",
+            "SIPDATA_REALM": "edge.example",
+        }
+    )
     assert (s.http_port, s.warmer_enabled, s.warm_interval_s, s.realm) == (
-        9000, False, 2.5, "edge.example")
+        9000,
+        False,
+        2.5,
+        "edge.example",
+    )
 
 
 @pytest.mark.parametrize(
