@@ -57,8 +57,9 @@ def _decode_lcr(raw: bytes) -> LcrEntry:
     return doc["prefix"], [lcr.RateRow.from_json(r) for r in doc["rows"]]
 
 
-def _same(raw: bytes) -> bytes:
-    return raw
+def _same(raw: bytes | None) -> bytes:
+    """A rules doc is stored as it is (an org without rules stores an empty doc)."""
+    return raw or b"{}"
 
 
 def _rows(raw: bytes) -> list[lcr.RateRow]:
