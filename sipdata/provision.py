@@ -16,6 +16,8 @@ from sipdata.errors import InputError
 from sipdata.ratedeck import DeckRow
 from sipdata.store import Conn, in_transaction
 
+IMPORT_BATCH = 10_000  # rows per statement: bounded message size, few round trips
+
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
@@ -44,35 +46,38 @@ async def import_rates(
 
     async def work(conn: Conn) -> ImportResult:
         carrier_id = await resolve_carrier(conn, carrier)
-        await conn.execute(
-            "CREATE TEMP TABLE deck_in (prefix VARCHAR(20), rate DECIMAL(10, 6), "
-            "effective_date DATE, expiry_date DATE, priority INT, description VARCHAR(255)) "
-            "ON COMMIT DROP"
-        )
-        await conn.copy_records_to_table(
-            "deck_in",
-            records=[
-                (r.prefix, r.rate, r.effective_date, r.expiry_date, r.priority, r.description)
-                for r in rows
-            ],
-        )
-        await conn.execute(
-            """INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date, expiry_date,
-                                      priority, description)
-               SELECT $1::uuid, prefix, rate, effective_date, expiry_date, priority, description
-               FROM deck_in
-               ON CONFLICT (carrier_id, prefix, effective_date) DO UPDATE
-               SET rate = EXCLUDED.rate, expiry_date = EXCLUDED.expiry_date,
-                   priority = EXCLUDED.priority, description = EXCLUDED.description""",
-            carrier_id,
-        )
+        # unnest() batches instead of COPY into a temp table: the same statement runs
+        # on CockroachDB, where temporary tables are still experimental.
+        for start in range(0, len(rows), IMPORT_BATCH):
+            batch = rows[start : start + IMPORT_BATCH]
+            await conn.execute(
+                """INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date, expiry_date,
+                                          priority, description)
+                   SELECT $1::uuid, d.prefix, d.rate, d.effective_date, d.expiry_date,
+                          d.priority, d.description
+                   FROM unnest($2::varchar[], $3::numeric[], $4::date[], $5::date[], $6::int[],
+                               $7::varchar[])
+                        AS d(prefix, rate, effective_date, expiry_date, priority, description)
+                   ON CONFLICT (carrier_id, prefix, effective_date) DO UPDATE
+                   SET rate = EXCLUDED.rate, expiry_date = EXCLUDED.expiry_date,
+                       priority = EXCLUDED.priority, description = EXCLUDED.description""",
+                carrier_id,
+                [r.prefix for r in batch],
+                [r.rate for r in batch],
+                [r.effective_date for r in batch],
+                [r.expiry_date for r in batch],
+                [r.priority for r in batch],
+                [r.description for r in batch],
+            )
         removed = 0
         if replace:
             status = await conn.execute(
-                """DELETE FROM lcr_rates r WHERE r.carrier_id = $1::uuid AND NOT EXISTS (
-                     SELECT 1 FROM deck_in d
-                     WHERE d.prefix = r.prefix AND d.effective_date = r.effective_date)""",
+                """DELETE FROM lcr_rates WHERE carrier_id = $1::uuid
+                   AND (prefix, effective_date) NOT IN (
+                     SELECT * FROM unnest($2::varchar[], $3::date[]))""",
                 carrier_id,
+                [r.prefix for r in rows],
+                [r.effective_date for r in rows],
             )
             removed = int(status.split()[-1])
         return ImportResult(carrier_id, len(rows), removed)

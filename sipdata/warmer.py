@@ -133,7 +133,9 @@ class Warmer:
         try:
             now = dt.datetime.now(dt.UTC)
             snap = await self.store.snapshot(now.date(), now.replace(tzinfo=None))
-            payload = build_payload(snap, now.date())
+            # Compiling a large deck is CPU work: off the event loop, so requests
+            # served by this process keep their deadlines during a load.
+            payload = await asyncio.to_thread(build_payload, snap, now.date())
             gen = await self.cache.next_generation()
             for kind, mapping in payload.hashes.items():
                 await self.cache.write_hash(kind, gen, mapping)
