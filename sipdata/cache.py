@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Cache:
         self.timeout_s = timeout_s  # per call on the request path
         self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
         self._switch = client.register_script(keys.SWITCH_LUA)
+        self._next_generation = client.register_script(keys.NEXT_GENERATION_LUA)
         self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
         self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
 
@@ -201,7 +203,9 @@ class Cache:
 
     async def next_generation(self) -> int:
         async with self._translated("allocate generation"):
-            return int(await self.client.incr(keys.SEQUENCE))
+            return int(
+                await self._next_generation(keys=[keys.SEQUENCE], args=[time.time_ns() // 10**6])
+            )
 
     async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
         """Write a generation hash in batches; it expires unless `switch` adopts it."""

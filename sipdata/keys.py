@@ -31,7 +31,7 @@ from typing import Final
 # -- generation data ------------------------------------------------------
 
 CURRENT: Final = "routing:current"  # id of the serving generation (no TTL: the warmer owns it)
-SEQUENCE: Final = "routing:seq"  # INCR source of generation ids
+SEQUENCE: Final = "routing:seq"  # last generation id handed out (see NEXT_GENERATION_LUA)
 HEARTBEAT: Final = "warmer:heartbeat"  # JSON of the last successful load; TTL 3 intervals
 WARMER_LOCK: Final = "warmer:lock"  # SET NX: one warmer builds at a time across nodes
 
@@ -87,6 +87,16 @@ def readthrough(kind: str, key: str) -> str:
 NEGATIVE: Final = b"-"
 
 # -- scripts ----------------------------------------------------------------
+
+# Next generation id: above the last one and at least the wall clock in ms, so
+# ids stay unique when Redis restarts empty (a process still holding "g7" from
+# before must never mistake a new, different g7 for the one it knows).
+# KEYS[1] = SEQUENCE; ARGV[1] = now in ms.
+NEXT_GENERATION_LUA: Final = """
+local n = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], n)
+return n
+"""
 
 # Switch the serving generation, atomically with the expiry bookkeeping.
 # Refuses to go backwards, so a slow warmer can never replace a newer load.

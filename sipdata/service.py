@@ -1,383 +1,71 @@
-"""Orchestration of lookups: the serving generation first, read-through on a miss, then `decide/`.
-
-Where an answer comes from is reported with it: `generation` (the warmer's
-snapshot), `readthrough` (a database answer cached after an earlier miss) or
-`database` (read now, and cached). Credentials and DIDs, exact-key lookups,
-read through on every miss so a trunk or number provisioned a second ago
-works at once; ACLs, rate decks and rules are served from the snapshot alone
-once one exists (an unknown source address or a random dialled number must
-not cost a database query) and read through only while Redis is cold.
-"""
+"""The combined INVITE decision: fetch in (at most) two Redis round trips, then `decide/`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import functools
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache, FirstRound
-from sipdata.catalog import Catalog, View
-from sipdata.decide import acl, lcr
+from sipdata.cache import FirstRound
+from sipdata.catalog import View
+from sipdata.decide import acl
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, identify, route
-from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
+from sipdata.decide.models import Registration, Trunk
 from sipdata.decide.numbers import prefixes
-from sipdata.decide.rules import Rule, RuleError, ordered_matches, parse_rule
+from sipdata.decide.rules import Rule, ordered_matches
 from sipdata.errors import CacheUnavailable
-from sipdata.metrics import Metrics
-from sipdata.settings import Settings
-from sipdata.store import Store
-
-log = structlog.get_logger(__name__)
-T = TypeVar("T")
+from sipdata.lookups import UNFETCHED, LcrEntry, Lookups, today
 
 
-class Unfetched:
-    """Marks a value the caller did not fetch (distinct from None, "absent")."""
-
-
-UNFETCHED = Unfetched()
-AclHit = tuple[str, list[Trunk]]
-LcrEntry = tuple[str, list[lcr.RateRow]]
-
-
-def _decode_acl(raw: bytes) -> AclHit:
-    doc = orjson.loads(raw)
-    return doc["network"], [Trunk.from_json(t) for t in doc["owners"]]
-
-
-def _decode_lcr(raw: bytes) -> LcrEntry:
-    doc = orjson.loads(raw)
-    return doc["prefix"], [lcr.RateRow.from_json(r) for r in doc["rows"]]
-
-
-def _same(raw: bytes | None) -> bytes:
-    """A rules doc is stored as it is (an org without rules stores an empty doc)."""
-    return raw or b"{}"
-
-
-def _rows(raw: bytes) -> list[lcr.RateRow]:
-    return [lcr.RateRow.from_json(d) for d in orjson.loads(raw)]
-
-
-@functools.lru_cache(maxsize=4096)
-def parse_rules_doc(raw: bytes) -> tuple[tuple[Rule, ...], dict[str, Trunk]]:
-    """Rules and target trunks of one org's stored doc; parsed once per distinct doc."""
-    doc = orjson.loads(raw)
-    rules = []
-    for row in doc.get("rules", []):
-        try:
-            rules.append(parse_rule(row))
-        except RuleError as exc:
-            log.warning("rule_skipped", rule_id=row.get("id"), why=str(exc))
-    targets = {k: Trunk.from_json(v) for k, v in (doc.get("targets") or {}).items()}
-    return tuple(rules), targets
-
-
-def rules_doc(rows: Sequence[dict[str, Any]], targets: dict[str, Trunk]) -> bytes:
-    """The stored form of an org's rules (also what the warmer writes)."""
-    return orjson.dumps(
-        {"rules": list(rows), "targets": {k: t.to_json() for k, t in targets.items()}},
-        default=str,
-    )
-
-
-def today(now: dt.datetime) -> dt.date:
-    return now.astimezone(dt.UTC).date()
-
-
-class Service:
-    def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics) -> None:
-        self.settings = settings
-        self.cache = cache
-        self.store = store
-        self.metrics = metrics
-        self.catalog = Catalog(cache, metrics)
-        self._refreshing: set[asyncio.Task[None]] = set()
-
-    # -- plumbing ------------------------------------------------------------
-
-    def _count(self, kind: str, source: str) -> None:
-        self.metrics.lookups.labels(kind, source).inc()
-
-    async def _view(self) -> View:
-        view = self.catalog.view
-        if view.gen is None:
-            with contextlib.suppress(CacheUnavailable):
-                view = await self.catalog.refresh()
-        return view
-
-    async def _remember(self, kind: str, key: str, value: bytes | None) -> None:
-        """Cache a database answer; a Redis failure here costs only a later re-read."""
-        ttl = self.settings.readthrough_ttl_s if value is not None else self.settings.negative_ttl_s
-        try:
-            await self.cache.set_readthrough(kind, key, value or keys.NEGATIVE, ttl)
-        except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
-            log.warning("readthrough_not_cached", kind=kind)
-
-    async def _through(
-        self,
-        kind: str,
-        key: str,
-        rt_raw: bytes | None,
-        *,
-        load: Callable[[], Awaitable[T | None]],
-        encode: Callable[[T], bytes],
-        decode: Callable[[bytes], T],
-    ) -> tuple[T | None, str]:
-        """The read-through step once the generation had no answer."""
-        if rt_raw is not None:
-            self._count(kind, "readthrough")
-            return (None if rt_raw == keys.NEGATIVE else decode(rt_raw)), "readthrough"
-        value = await load()
-        self._count(kind, "database")
-        await self._remember(kind, key, encode(value) if value is not None else None)
-        return value, "database"
-
-    # -- single lookups ----------------------------------------------------
-    # Each takes what a batched first round already fetched, or UNFETCHED to
-    # read it itself. A Redis error while reading the generation makes that
-    # one lookup cold: it reads the database rather than report "not found".
-
-    async def _gen_read(self, view: View, read: Callable[[int], Awaitable[T]]) -> T | Unfetched:
-        if view.gen is None:
-            return UNFETCHED
-        try:
-            return await read(view.gen)
-        except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
-            return UNFETCHED
-
-    async def _rt(self, kind: str, key: str, rt_raw: bytes | Unfetched | None) -> bytes | None:
-        if not isinstance(rt_raw, Unfetched):
-            return rt_raw
-        try:
-            return await self.cache.get_readthrough(kind, key)
-        except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
-            return None
-
-    async def credential(
-        self,
-        username: str,
-        view: View | None = None,
-        *,
-        gen_raw: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
-    ) -> tuple[Credential | None, str]:
-        view = view or await self._view()
-        if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(
-                view, lambda g: self.cache.hget(keys.KIND_CRED, g, username)
-            )
-        if isinstance(gen_raw, bytes):
-            self._count("cred", "generation")
-            return Credential.from_json(orjson.loads(gen_raw)), "generation"
-        return await self._through(
-            "cred",
-            username,
-            await self._rt("cred", username, rt_raw),
-            load=lambda: self.store.credential(username),
-            encode=lambda c: orjson.dumps(c.to_json()),
-            decode=lambda b: Credential.from_json(orjson.loads(b)),
-        )
-
-    async def did(
-        self,
-        number: str,
-        view: View | None = None,
-        *,
-        gen_raw: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
-        read_through: bool = True,
-    ) -> tuple[Did | None, str]:
-        """`read_through=False` trusts the snapshot's "no such DID": outbound calls to
-        PSTN numbers are mostly not DIDs, and each must not cost a database query."""
-        view = view or await self._view()
-        if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(
-                view, lambda g: self.cache.hget(keys.KIND_DID, g, number)
-            )
-        if isinstance(gen_raw, bytes):
-            self._count("did", "generation")
-            return Did.from_json(orjson.loads(gen_raw)), "generation"
-        if gen_raw is None and not read_through:
-            self._count("did", "generation")
-            return None, "generation"
-        return await self._through(
-            "did",
-            number,
-            await self._rt("did", number, rt_raw),
-            load=lambda: self.store.did(number),
-            encode=lambda d: orjson.dumps(d.to_json()),
-            decode=lambda b: Did.from_json(orjson.loads(b)),
-        )
-
-    async def acl(
-        self,
-        ip: acl.IPAddress,
-        view: View | None = None,
-        *,
-        hits: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
-    ) -> tuple[AclHit | None, str]:
-        view = view or await self._view()
-        probes = acl.probes(ip, view.acl_lengths.get(ip.version, ()))
-        if isinstance(hits, Unfetched):
-            hits = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_ACL, g, probes))
-        if not isinstance(hits, Unfetched):
-            self._count("acl", "generation")
-            for cidr, raw in zip(probes, hits, strict=False):
-                if raw is not None:
-                    return (cidr, [Trunk.from_json(d) for d in orjson.loads(raw)]), "generation"
-            return None, "generation"
-
-        async def load() -> AclHit | None:
-            best: AclHit | None = None
-            for trunk in await self.store.ip_trunks():
-                for text in trunk.networks:
-                    net = acl.parse_network(text)
-                    if net.version != ip.version or ip not in net:
-                        continue
-                    if best is None or net.prefixlen > acl.parse_network(best[0]).prefixlen:
-                        best = (str(net), [trunk])
-                    elif str(net) == best[0]:
-                        best[1].append(trunk)
-            return best
-
-        return await self._through(
-            "acl",
-            str(ip),
-            await self._rt("acl", str(ip), rt_raw),
-            load=load,
-            encode=lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
-            decode=_decode_acl,
-        )
-
-    async def lcr_entry(
-        self,
-        number: str,
-        day: dt.date,
-        view: View | None = None,
-        *,
-        found: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
-    ) -> tuple[LcrEntry | None, str]:
-        view = view or await self._view()
-        probes = prefixes(number)
-        if isinstance(found, Unfetched):
-            found = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_LCR, g, probes))
-        if not isinstance(found, Unfetched):
-            self._count("lcr", "generation")
-            for prefix, raw in zip(probes, found, strict=False):
-                if raw is not None:
-                    return (prefix, _rows(raw)), "generation"
-            return None, "generation"
-
-        async def load() -> LcrEntry | None:
-            rows = await self.store.rates_for(probes, day)
-            # What a compiled entry holds for this number: every row matching it.
-            longest = max((len(r.prefix) for r in rows), default=0)
-            return (number[:longest], rows) if rows else None
-
-        return await self._through(
-            "lcr",
-            number,
-            await self._rt("lcr", number, rt_raw),
-            load=load,
-            encode=lambda e: orjson.dumps({"prefix": e[0], "rows": [r.to_json() for r in e[1]]}),
-            decode=_decode_lcr,
-        )
-
-    async def rules(
-        self, org_id: str, view: View | None = None, *, raw: Any = UNFETCHED
-    ) -> tuple[tuple[Rule, ...], dict[str, Trunk], str]:
-        view = view or await self._view()
-        if isinstance(raw, Unfetched):
-            raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CUSTOM, g, org_id))
-        if not isinstance(raw, Unfetched):
-            self._count("rules", "generation")
-            return (*parse_rules_doc(raw), "generation") if raw else ((), {}, "generation")
-
-        async def load() -> bytes | None:
-            rows = await self.store.rules(org_id)
-            targets = await self.store.trunks(
-                [str(r["destination"]) for r in rows if r["action"] == "trunk"]
-            )
-            return rules_doc(rows, targets)
-
-        doc, source = await self._through(
-            "rules",
-            org_id,
-            await self._rt("rules", org_id, UNFETCHED),
-            load=load,
-            encode=_same,
-            decode=_same,
-        )
-        return (*parse_rules_doc(doc or b"{}"), source)
-
-    async def carriers(self, ids: Sequence[str], view: View) -> dict[str, Carrier]:
-        if view.gen is not None:
-            return view.carriers
-        return await self.store.carriers(ids)
-
-    async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:
-        try:
-            raw = await self.cache.registrations(trunk_ids)
-        except CacheUnavailable:
-            return await self.store.registrations(trunk_ids)
-        return {k: Registration.from_json(orjson.loads(v)) for k, v in raw.items() if v}
-
-    # -- the combined decision ---------------------------------------------
+class Service(Lookups):
+    """What the HTTP handlers call."""
 
     async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
         async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
             return await self._decide(query, now)
 
-    async def _first(self, view: View, query: InviteQuery) -> FirstRound | None:
-        if view.gen is None:
-            return None
-        try:
-            first = await self.cache.first_round(
-                view.gen,
-                acl_probes=acl.probes(
-                    query.source_ip, view.acl_lengths.get(query.source_ip.version, ())
-                ),
-                ip=str(query.source_ip),
-                username=query.auth_user,
-                lcr_probes=prefixes(query.to),
-                number=query.to,
-            )
-        except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
-            return None
-        if first.current is None:
-            return None  # Redis lost the generation: serve from the database meanwhile
-        if first.current != view.gen and not self._refreshing:
-            task = asyncio.get_running_loop().create_task(self._refresh_quietly())
-            self._refreshing.add(task)
-            task.add_done_callback(self._refreshing.discard)
-        return first
+    async def _first(self, view: View, query: InviteQuery) -> tuple[View, FirstRound | None]:
+        """Round trip 1 against the serving generation; (cold view, None) when Redis has none.
 
-    async def _refresh_quietly(self) -> None:
-        with contextlib.suppress(CacheUnavailable):
-            await self.catalog.refresh()
+        A view older than the serving generation is refreshed and the round repeated
+        (once per switch per process): probing a generation Redis no longer holds
+        would read as "not found".
+        """
+        for _ in range(2):
+            if view.gen is None:
+                return View(), None
+            try:
+                first = await self.cache.first_round(
+                    view.gen,
+                    acl_probes=acl.probes(
+                        query.source_ip, view.acl_lengths.get(query.source_ip.version, ())
+                    ),
+                    ip=str(query.source_ip),
+                    username=query.auth_user,
+                    lcr_probes=prefixes(query.to),
+                    number=query.to,
+                )
+            except CacheUnavailable:
+                self.metrics.degraded.labels("redis").inc()
+                return View(), None
+            if first.current == view.gen:
+                return view, first
+            if first.current is None:
+                return View(), None  # Redis lost the generation: the database meanwhile
+            try:
+                view = await self.catalog.refresh()
+            except CacheUnavailable:
+                self.metrics.degraded.labels("redis").inc()
+                return View(), None
+        return View(), None
 
     async def _decide(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
         """Round trip 1 (pipeline): generation check, ACL probes, credential, LCR
         prefixes, DID. Round trip 2 (script): the caller org's rules and the
         registrations they may need. Cold or degraded parts read the database."""
-        view = await self._view()
-        first = await self._first(view, query)
-        if first is None:
-            view = View()  # cold, or Redis away: every part reads through
+        view, first = await self._first(await self._view(), query)
         sources: dict[str, str] = {}
         u: Any = UNFETCHED
 

@@ -27,8 +27,8 @@ from sipdata.decide import acl, lcr
 from sipdata.decide.models import Trunk
 from sipdata.decide.rules import RuleError, parse_rule
 from sipdata.errors import SipdataError
+from sipdata.lookups import rules_doc
 from sipdata.metrics import Metrics
-from sipdata.service import rules_doc
 from sipdata.settings import Settings
 from sipdata.store import Snapshot, Store, registration_of
 

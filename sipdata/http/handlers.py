@@ -16,7 +16,8 @@ from sipdata.decide.rules import ordered_matches
 from sipdata.errors import InputError
 from sipdata.http import params
 from sipdata.http.responses import json_response
-from sipdata.service import Service, today
+from sipdata.lookups import today
+from sipdata.service import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)

@@ -1,0 +1,335 @@
+"""Single lookups with their read-through: the serving generation first, then the database.
+
+Where an answer comes from is reported with it: `generation` (the warmer's
+snapshot), `readthrough` (a database answer cached after an earlier miss) or
+`database` (read now, and cached). Credentials read through on every miss, so
+a trunk provisioned a second ago works at once; a DID reads through only for
+calls from carriers; ACLs, rate decks and rules are served from the snapshot
+alone once one exists (an unknown source address or a random dialled number
+must not cost a database query) and read through only while Redis is cold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.catalog import Catalog, View
+from sipdata.decide import acl, lcr
+from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
+from sipdata.decide.numbers import prefixes
+from sipdata.decide.rules import Rule, RuleError, parse_rule
+from sipdata.errors import CacheUnavailable
+from sipdata.metrics import Metrics
+from sipdata.settings import Settings
+from sipdata.store import Store
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class Unfetched:
+    """Marks a value the caller did not fetch (distinct from None, "absent")."""
+
+
+UNFETCHED = Unfetched()
+AclHit = tuple[str, list[Trunk]]
+LcrEntry = tuple[str, list[lcr.RateRow]]
+
+
+def _decode_acl(raw: bytes) -> AclHit:
+    doc = orjson.loads(raw)
+    return doc["network"], [Trunk.from_json(t) for t in doc["owners"]]
+
+
+def _decode_lcr(raw: bytes) -> LcrEntry:
+    doc = orjson.loads(raw)
+    return doc["prefix"], [lcr.RateRow.from_json(r) for r in doc["rows"]]
+
+
+def _same(raw: bytes | None) -> bytes:
+    """A rules doc is stored as it is (an org without rules stores an empty doc)."""
+    return raw or b"{}"
+
+
+def _rows(raw: bytes) -> list[lcr.RateRow]:
+    return [lcr.RateRow.from_json(d) for d in orjson.loads(raw)]
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_rules_doc(raw: bytes) -> tuple[tuple[Rule, ...], dict[str, Trunk]]:
+    """Rules and target trunks of one org's stored doc; parsed once per distinct doc."""
+    doc = orjson.loads(raw)
+    rules = []
+    for row in doc.get("rules", []):
+        try:
+            rules.append(parse_rule(row))
+        except RuleError as exc:
+            log.warning("rule_skipped", rule_id=row.get("id"), why=str(exc))
+    targets = {k: Trunk.from_json(v) for k, v in (doc.get("targets") or {}).items()}
+    return tuple(rules), targets
+
+
+def rules_doc(rows: Sequence[dict[str, Any]], targets: dict[str, Trunk]) -> bytes:
+    """The stored form of an org's rules (also what the warmer writes)."""
+    return orjson.dumps(
+        {"rules": list(rows), "targets": {k: t.to_json() for k, t in targets.items()}},
+        default=str,
+    )
+
+
+def today(now: dt.datetime) -> dt.date:
+    return now.astimezone(dt.UTC).date()
+
+
+class Lookups:
+    """The lookups one process serves, each from Redis or the database."""
+
+    def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.store = store
+        self.metrics = metrics
+        self.catalog = Catalog(cache, metrics)
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _count(self, kind: str, source: str) -> None:
+        self.metrics.lookups.labels(kind, source).inc()
+
+    async def _view(self) -> View:
+        view = self.catalog.view
+        if view.gen is None:
+            with contextlib.suppress(CacheUnavailable):
+                view = await self.catalog.refresh()
+        return view
+
+    async def _remember(self, kind: str, key: str, value: bytes | None) -> None:
+        """Cache a database answer; a Redis failure here costs only a later re-read."""
+        ttl = self.settings.readthrough_ttl_s if value is not None else self.settings.negative_ttl_s
+        try:
+            await self.cache.set_readthrough(kind, key, value or keys.NEGATIVE, ttl)
+        except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
+            log.warning("readthrough_not_cached", kind=kind)
+
+    async def _through(
+        self,
+        kind: str,
+        key: str,
+        rt_raw: bytes | None,
+        *,
+        load: Callable[[], Awaitable[T | None]],
+        encode: Callable[[T], bytes],
+        decode: Callable[[bytes], T],
+    ) -> tuple[T | None, str]:
+        """The read-through step once the generation had no answer."""
+        if rt_raw is not None:
+            self._count(kind, "readthrough")
+            return (None if rt_raw == keys.NEGATIVE else decode(rt_raw)), "readthrough"
+        value = await load()
+        self._count(kind, "database")
+        await self._remember(kind, key, encode(value) if value is not None else None)
+        return value, "database"
+
+    # -- single lookups ----------------------------------------------------
+    # Each takes what a batched first round already fetched, or UNFETCHED to
+    # read it itself. A Redis error while reading the generation makes that
+    # one lookup cold: it reads the database rather than report "not found".
+
+    async def _gen_read(self, view: View, read: Callable[[int], Awaitable[T]]) -> T | Unfetched:
+        if view.gen is None:
+            return UNFETCHED
+        try:
+            return await read(view.gen)
+        except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
+            return UNFETCHED
+
+    async def _rt(self, kind: str, key: str, rt_raw: bytes | Unfetched | None) -> bytes | None:
+        if not isinstance(rt_raw, Unfetched):
+            return rt_raw
+        try:
+            return await self.cache.get_readthrough(kind, key)
+        except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
+            return None
+
+    async def credential(
+        self,
+        username: str,
+        view: View | None = None,
+        *,
+        gen_raw: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[Credential | None, str]:
+        view = view or await self._view()
+        if isinstance(gen_raw, Unfetched):
+            gen_raw = await self._gen_read(
+                view, lambda g: self.cache.hget(keys.KIND_CRED, g, username)
+            )
+        if isinstance(gen_raw, bytes):
+            self._count("cred", "generation")
+            return Credential.from_json(orjson.loads(gen_raw)), "generation"
+        return await self._through(
+            "cred",
+            username,
+            await self._rt("cred", username, rt_raw),
+            load=lambda: self.store.credential(username),
+            encode=lambda c: orjson.dumps(c.to_json()),
+            decode=lambda b: Credential.from_json(orjson.loads(b)),
+        )
+
+    async def did(
+        self,
+        number: str,
+        view: View | None = None,
+        *,
+        gen_raw: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+        read_through: bool = True,
+    ) -> tuple[Did | None, str]:
+        """`read_through=False` trusts the snapshot's "no such DID": outbound calls to
+        PSTN numbers are mostly not DIDs, and each must not cost a database query."""
+        view = view or await self._view()
+        if isinstance(gen_raw, Unfetched):
+            gen_raw = await self._gen_read(
+                view, lambda g: self.cache.hget(keys.KIND_DID, g, number)
+            )
+        if isinstance(gen_raw, bytes):
+            self._count("did", "generation")
+            return Did.from_json(orjson.loads(gen_raw)), "generation"
+        if gen_raw is None and not read_through:
+            self._count("did", "generation")
+            return None, "generation"
+        return await self._through(
+            "did",
+            number,
+            await self._rt("did", number, rt_raw),
+            load=lambda: self.store.did(number),
+            encode=lambda d: orjson.dumps(d.to_json()),
+            decode=lambda b: Did.from_json(orjson.loads(b)),
+        )
+
+    async def acl(
+        self,
+        ip: acl.IPAddress,
+        view: View | None = None,
+        *,
+        hits: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[AclHit | None, str]:
+        view = view or await self._view()
+        probes = acl.probes(ip, view.acl_lengths.get(ip.version, ()))
+        if isinstance(hits, Unfetched):
+            hits = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_ACL, g, probes))
+        if not isinstance(hits, Unfetched):
+            self._count("acl", "generation")
+            for cidr, raw in zip(probes, hits, strict=False):
+                if raw is not None:
+                    return (cidr, [Trunk.from_json(d) for d in orjson.loads(raw)]), "generation"
+            return None, "generation"
+
+        async def load() -> AclHit | None:
+            best: AclHit | None = None
+            for trunk in await self.store.ip_trunks():
+                for text in trunk.networks:
+                    net = acl.parse_network(text)
+                    if net.version != ip.version or ip not in net:
+                        continue
+                    if best is None or net.prefixlen > acl.parse_network(best[0]).prefixlen:
+                        best = (str(net), [trunk])
+                    elif str(net) == best[0]:
+                        best[1].append(trunk)
+            return best
+
+        return await self._through(
+            "acl",
+            str(ip),
+            await self._rt("acl", str(ip), rt_raw),
+            load=load,
+            encode=lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
+            decode=_decode_acl,
+        )
+
+    async def lcr_entry(
+        self,
+        number: str,
+        day: dt.date,
+        view: View | None = None,
+        *,
+        found: Any = UNFETCHED,
+        rt_raw: Any = UNFETCHED,
+    ) -> tuple[LcrEntry | None, str]:
+        view = view or await self._view()
+        probes = prefixes(number)
+        if isinstance(found, Unfetched):
+            found = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_LCR, g, probes))
+        if not isinstance(found, Unfetched):
+            self._count("lcr", "generation")
+            for prefix, raw in zip(probes, found, strict=False):
+                if raw is not None:
+                    return (prefix, _rows(raw)), "generation"
+            return None, "generation"
+
+        async def load() -> LcrEntry | None:
+            rows = await self.store.rates_for(probes, day)
+            # What a compiled entry holds for this number: every row matching it.
+            longest = max((len(r.prefix) for r in rows), default=0)
+            return (number[:longest], rows) if rows else None
+
+        return await self._through(
+            "lcr",
+            number,
+            await self._rt("lcr", number, rt_raw),
+            load=load,
+            encode=lambda e: orjson.dumps({"prefix": e[0], "rows": [r.to_json() for r in e[1]]}),
+            decode=_decode_lcr,
+        )
+
+    async def rules(
+        self, org_id: str, view: View | None = None, *, raw: Any = UNFETCHED
+    ) -> tuple[tuple[Rule, ...], dict[str, Trunk], str]:
+        view = view or await self._view()
+        if isinstance(raw, Unfetched):
+            raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CUSTOM, g, org_id))
+        if not isinstance(raw, Unfetched):
+            self._count("rules", "generation")
+            return (*parse_rules_doc(raw), "generation") if raw else ((), {}, "generation")
+
+        async def load() -> bytes | None:
+            rows = await self.store.rules(org_id)
+            targets = await self.store.trunks(
+                [str(r["destination"]) for r in rows if r["action"] == "trunk"]
+            )
+            return rules_doc(rows, targets)
+
+        doc, source = await self._through(
+            "rules",
+            org_id,
+            await self._rt("rules", org_id, UNFETCHED),
+            load=load,
+            encode=_same,
+            decode=_same,
+        )
+        return (*parse_rules_doc(doc or b"{}"), source)
+
+    async def carriers(self, ids: Sequence[str], view: View) -> dict[str, Carrier]:
+        if view.gen is not None:
+            return view.carriers
+        return await self.store.carriers(ids)
+
+    async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:
+        try:
+            raw = await self.cache.registrations(trunk_ids)
+        except CacheUnavailable:
+            return await self.store.registrations(trunk_ids)
+        return {k: Registration.from_json(orjson.loads(v)) for k, v in raw.items() if v}
