@@ -34,6 +34,8 @@ from sipdata.store import Store
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+PointT = TypeVar("PointT", Credential, Did)
+POINT_KINDS = {"cred": keys.KIND_CRED, "did": keys.KIND_DID}
 
 
 class Unfetched:
@@ -163,6 +165,39 @@ class Lookups:
             self.metrics.degraded.labels("redis").inc()
             return None
 
+    async def _point(
+        self,
+        kind: str,
+        key: str,
+        model: type[PointT],
+        *,
+        load: Callable[[], Awaitable[PointT | None]],
+        view: View | None,
+        gen_raw: Any,
+        rt_raw: Any,
+        read_through: bool,
+    ) -> tuple[PointT | None, str]:
+        """An exact-key lookup (credential, DID): snapshot hash field, else read-through."""
+        view = view or await self._view()
+        if isinstance(gen_raw, Unfetched):
+            gen_raw = await self._gen_read(
+                view, lambda g: self.cache.hget(POINT_KINDS[kind], g, key)
+            )
+        if isinstance(gen_raw, bytes):
+            self._count(kind, "generation")
+            return model.from_json(orjson.loads(gen_raw)), "generation"
+        if gen_raw is None and not read_through:
+            self._count(kind, "generation")
+            return None, "generation"
+        return await self._through(
+            kind,
+            key,
+            await self._rt(kind, key, rt_raw),
+            load=load,
+            encode=lambda v: orjson.dumps(v.to_json()),
+            decode=lambda b: model.from_json(orjson.loads(b)),
+        )
+
     async def credential(
         self,
         username: str,
@@ -171,21 +206,16 @@ class Lookups:
         gen_raw: Any = UNFETCHED,
         rt_raw: Any = UNFETCHED,
     ) -> tuple[Credential | None, str]:
-        view = view or await self._view()
-        if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(
-                view, lambda g: self.cache.hget(keys.KIND_CRED, g, username)
-            )
-        if isinstance(gen_raw, bytes):
-            self._count("cred", "generation")
-            return Credential.from_json(orjson.loads(gen_raw)), "generation"
-        return await self._through(
+        """Reads through on every miss: a trunk provisioned a second ago works at once."""
+        return await self._point(
             "cred",
             username,
-            await self._rt("cred", username, rt_raw),
+            Credential,
             load=lambda: self.store.credential(username),
-            encode=lambda c: orjson.dumps(c.to_json()),
-            decode=lambda b: Credential.from_json(orjson.loads(b)),
+            view=view,
+            gen_raw=gen_raw,
+            rt_raw=rt_raw,
+            read_through=True,
         )
 
     async def did(
@@ -199,24 +229,15 @@ class Lookups:
     ) -> tuple[Did | None, str]:
         """`read_through=False` trusts the snapshot's "no such DID": outbound calls to
         PSTN numbers are mostly not DIDs, and each must not cost a database query."""
-        view = view or await self._view()
-        if isinstance(gen_raw, Unfetched):
-            gen_raw = await self._gen_read(
-                view, lambda g: self.cache.hget(keys.KIND_DID, g, number)
-            )
-        if isinstance(gen_raw, bytes):
-            self._count("did", "generation")
-            return Did.from_json(orjson.loads(gen_raw)), "generation"
-        if gen_raw is None and not read_through:
-            self._count("did", "generation")
-            return None, "generation"
-        return await self._through(
+        return await self._point(
             "did",
             number,
-            await self._rt("did", number, rt_raw),
+            Did,
             load=lambda: self.store.did(number),
-            encode=lambda d: orjson.dumps(d.to_json()),
-            decode=lambda b: Did.from_json(orjson.loads(b)),
+            view=view,
+            gen_raw=gen_raw,
+            rt_raw=rt_raw,
+            read_through=read_through,
         )
 
     async def acl(

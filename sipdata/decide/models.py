@@ -7,7 +7,7 @@ read-through cache, so the same object round-trips cache and database reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sipdata.decide.digest import StoredHA1
@@ -34,35 +34,11 @@ class Trunk:
         return self.status == ACTIVE and self.org_status == ACTIVE
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "org_id": self.org_id,
-            "name": self.name,
-            "status": self.status,
-            "org_status": self.org_status,
-            "auth_type": self.auth_type,
-            "is_carrier": self.is_carrier,
-            "address": self.address,
-            "transport": self.transport,
-            "networks": list(self.networks),
-            "max_channels": self.max_channels,
-        }
+        return {**asdict(self), "networks": list(self.networks)}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Trunk:
-        return cls(
-            id=doc["id"],
-            org_id=doc["org_id"],
-            name=doc["name"],
-            status=doc["status"],
-            org_status=doc["org_status"],
-            auth_type=doc["auth_type"],
-            is_carrier=bool(doc["is_carrier"]),
-            address=doc.get("address"),
-            transport=doc.get("transport") or "UDP",
-            networks=tuple(doc.get("networks") or ()),
-            max_channels=int(doc.get("max_channels") or 0),
-        )
+        return cls(**{**doc, "networks": tuple(doc["networks"])})
 
     def public(self) -> dict[str, Any]:
         """What a lookup reply tells about the trunk."""
@@ -184,9 +160,4 @@ class Registration:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "contact": self.contact,
-            "expires": self.expires,
-            "user_agent": self.user_agent,
-            "received": self.received,
-        }
+        return asdict(self)
