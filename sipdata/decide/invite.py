@@ -26,6 +26,7 @@ from sipdata.decide import lcr
 from sipdata.decide.acl import IPAddress, contains
 from sipdata.decide.digest import normalise_algorithm
 from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
+from sipdata.decide.numbers import MAX_DIGITS
 from sipdata.decide.routes import Leg, dedupe, forward_uri, request_uri, rtjson, trunk_leg
 from sipdata.decide.rules import Rule
 
@@ -208,6 +209,9 @@ def _rule_legs(
     rule: Rule, number: str, facts: RoutingFacts, day: dt.date, explain: dict[str, Any]
 ) -> list[Leg]:
     target = rule.transform.apply(number)
+    if not (target.isascii() and target.isdigit() and 0 < len(target) <= MAX_DIGITS):
+        explain.setdefault("transform_invalid", []).append(rule.id)
+        return []
     if rule.action == "lcr":
         return _lcr_legs(target, facts, day, explain, rule.id)
     if rule.action == "forward":

@@ -232,3 +232,26 @@ def test_customer_call_to_on_net_did_stays_on_net() -> None:
 def test_carrier_calls_never_transit_to_lcr() -> None:
     v = route(ident(is_carrier=True), query(), [], facts(), NOW)
     assert (v.code, v.reason) == (404, "Not Found")
+
+
+def test_rule_whose_transform_breaks_the_number_is_skipped() -> None:
+    rules = _rules(
+        {
+            "id": "bad",
+            "priority": 1,
+            "match_pattern": "1",
+            "action": "lcr",
+            "transform_rules": {"strip": 20},
+        },
+        {
+            "id": "good",
+            "priority": 2,
+            "match_pattern": "1",
+            "action": "forward",
+            "destination": "sip:backup.example.net",
+        },
+    )
+    matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
+    v = route(ident(), query(), matched, facts(), NOW)
+    assert [leg.uri for leg in v.legs] == ["sip:12125551234@backup.example.net"]
+    assert v.explain["transform_invalid"] == ["bad"]
