@@ -243,15 +243,13 @@ class Cache:
 
     async def restore_registrations(self, regs: Mapping[str, tuple[bytes, int]]) -> int:
         """Put database registrations back where Redis lost them (never over a live one)."""
-        restored = 0
         async with self._translated("restore registrations", bulk=True):
-            pipe = self.client.pipeline(transaction=False)
-            for trunk_id, (value, ttl) in regs.items():
-                pipe.set(keys.registration(trunk_id), value, ex=ttl, nx=True)
-            results = await pipe.execute() if regs else []
-            online = [t for t in regs]
-            if online:
-                await self.client.sadd(keys.TRUNKS_ONLINE, *online)  # type: ignore[misc]
+            results: list[Any] = []
+            if regs:
+                pipe = self.client.pipeline(transaction=False)
+                for trunk_id, (value, ttl) in regs.items():
+                    pipe.set(keys.registration(trunk_id), value, ex=ttl, nx=True)
+                pipe.sadd(keys.TRUNKS_ONLINE, *regs)
+                results = (await pipe.execute())[:-1]
             await self._prune_online(keys=[keys.TRUNKS_ONLINE])
-            restored = sum(1 for r in results if r)
-        return restored
+        return sum(1 for r in results if r)

@@ -4,7 +4,6 @@
     ├── ConfigError                    bad environment: start-up stops (no HTTP)
     ├── InputError                     400: the caller sent something malformed
     │   └── ImportFileError            a rate-deck row is invalid (line + field)
-    ├── NotFound                       404: no such route / resource
     ├── PayloadTooLarge                413: request body over the cap
     └── Unavailable                    503: infrastructure, never an auth verdict
         ├── CacheUnavailable           Redis refused, timed out or was unreachable
@@ -52,11 +51,6 @@ class ImportFileError(InputError):
     def __init__(self, message: str, *, line: int, field: str | None = None) -> None:
         super().__init__(f"line {line}: {message}", field=field)
         self.line = line
-
-
-class NotFound(SipdataError):
-    status = 404
-    code = "not_found"
 
 
 class PayloadTooLarge(SipdataError):

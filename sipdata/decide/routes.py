@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sipdata.decide.models import Registration, Trunk
@@ -62,7 +62,6 @@ class Leg:
     rate: str | None = None
     prefix: str | None = None
     rule_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def explain(self) -> dict[str, Any]:
         out: dict[str, Any] = {"uri": self.uri, "kind": self.kind}

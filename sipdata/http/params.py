@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,8 +66,6 @@ def ip(params: Mapping[str, Any], name: str) -> acl.IPAddress:
 
 
 def uuid_text(params: Mapping[str, Any], name: str) -> str:
-    import uuid
-
     value = required(params, name)
     try:
         return str(uuid.UUID(value))
