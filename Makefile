@@ -33,8 +33,8 @@ run: setup services
 	SIPDATA_LOG_FORMAT=console $(BIN)/sipdata serve
 
 lint: setup
-	$(BIN)/ruff check sipdata tests
-	$(BIN)/ruff format --check sipdata tests
+	$(BIN)/ruff check sipdata tests bench
+	$(BIN)/ruff format --check sipdata tests bench
 
 typecheck: setup
 	$(BIN)/mypy

@@ -45,10 +45,8 @@ class FirstRound:
     cred: bytes | None
     cred_rt: bytes | None
     lcr: list[bytes | None]
-    lcr_rt: bytes | None
     did: bytes | None
     did_rt: bytes | None
-    acl_rt: bytes | None
 
 
 class Cache:
@@ -123,40 +121,39 @@ class Cache:
         gen: int,
         *,
         acl_probes: Sequence[str],
-        ip: str,
         username: str | None,
         lcr_probes: Sequence[str],
         number: str,
     ) -> FirstRound:
-        """One pipeline: generation check, ACL probes, credential, LCR prefixes, DID."""
+        """One pipeline: generation check, ACL probes, credential, LCR prefixes, DID.
+
+        Read-through entries are fetched only where a generation miss may read
+        through (credential, DID); ACL and LCR misses in a generation are final.
+        """
         async with self._translated("first round"):
             pipe = self.client.pipeline(transaction=False)
             pipe.get(keys.CURRENT)
             pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
-            pipe.get(keys.readthrough("acl", ip))
             if username is not None:
                 pipe.hget(keys.gen_key(keys.KIND_CRED, gen), username)
                 pipe.get(keys.readthrough("cred", username))
             pipe.hmget(keys.gen_key(keys.KIND_LCR, gen), list(lcr_probes))
-            pipe.get(keys.readthrough("lcr", number))
             pipe.hget(keys.gen_key(keys.KIND_DID, gen), number)
             pipe.get(keys.readthrough("did", number))
             out = await pipe.execute()
-        cur, acl, acl_rt = out[0], out[1], out[2]
+        cur, acl = out[0], out[1]
         if username is not None:
-            cred, cred_rt, rest = out[3], out[4], out[5:]
+            cred, cred_rt, rest = out[2], out[3], out[4:]
         else:
-            cred, cred_rt, rest = None, None, out[3:]
+            cred, cred_rt, rest = None, None, out[2:]
         return FirstRound(
             current=int(cur) if cur else None,
             acl=acl if acl_probes else [],
-            acl_rt=acl_rt,
             cred=cred,
             cred_rt=cred_rt,
             lcr=rest[0],
-            lcr_rt=rest[1],
-            did=rest[2],
-            did_rt=rest[3],
+            did=rest[1],
+            did_rt=rest[2],
         )
 
     async def org_routing(

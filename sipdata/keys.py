@@ -40,7 +40,6 @@ BUILD_TTL_S: Final = 900
 
 # Hash kinds of one generation: name prefix -> what a field holds.
 KIND_MANIFEST: Final = "routing:manifest:g"  # plain JSON string: counts, ACL prefix lengths
-KIND_TRUNK: Final = "trunk:g"  # trunk id -> Trunk
 KIND_CRED: Final = "cred:g"  # digest username -> Credential
 KIND_ACL: Final = "acl:g"  # CIDR -> [Trunk] (IP-authenticated owners)
 KIND_DID: Final = "did:g"  # canonical number -> Did
@@ -53,7 +52,6 @@ KIND_CARRIER: Final = "carriers:g"  # carrier org id -> Carrier with gateways
 
 GENERATION_KINDS: Final = (
     KIND_MANIFEST,
-    KIND_TRUNK,
     KIND_CRED,
     KIND_ACL,
     KIND_DID,

@@ -43,18 +43,18 @@ class Unfetched:
 
 
 UNFETCHED = Unfetched()
-AclHit = tuple[str, list[Trunk]]
-LcrEntry = tuple[str, list[lcr.RateRow]]
+AclHit = tuple[str, Sequence[Trunk]]
+LcrEntry = tuple[str, Sequence[lcr.RateRow]]
 
 
 def _decode_acl(raw: bytes) -> AclHit:
     doc = orjson.loads(raw)
-    return doc["network"], [Trunk.from_json(t) for t in doc["owners"]]
+    return doc["network"], tuple(Trunk.from_json(t) for t in doc["owners"])
 
 
 def _decode_lcr(raw: bytes) -> LcrEntry:
     doc = orjson.loads(raw)
-    return doc["prefix"], [lcr.RateRow.from_json(r) for r in doc["rows"]]
+    return doc["prefix"], tuple(lcr.RateRow.from_json(r) for r in doc["rows"])
 
 
 def _same(raw: bytes | None) -> bytes:
@@ -62,8 +62,16 @@ def _same(raw: bytes | None) -> bytes:
     return raw or b"{}"
 
 
-def _rows(raw: bytes) -> list[lcr.RateRow]:
-    return [lcr.RateRow.from_json(d) for d in orjson.loads(raw)]
+# The same few thousand entries serve most calls: decode each stored value once
+# (bytes hash fast; a new generation simply brings new keys).
+@functools.lru_cache(maxsize=65536)
+def _rows(raw: bytes) -> tuple[lcr.RateRow, ...]:
+    return tuple(lcr.RateRow.from_json(d) for d in orjson.loads(raw))
+
+
+@functools.lru_cache(maxsize=65536)
+def _owners(raw: bytes) -> tuple[Trunk, ...]:
+    return tuple(Trunk.from_json(d) for d in orjson.loads(raw))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -246,7 +254,6 @@ class Lookups:
         view: View | None = None,
         *,
         hits: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
     ) -> tuple[AclHit | None, str]:
         view = view or await self._view()
         probes = acl.probes(ip, view.acl_lengths.get(ip.version, ()))
@@ -256,26 +263,26 @@ class Lookups:
             self._count("acl", "generation")
             for cidr, raw in zip(probes, hits, strict=False):
                 if raw is not None:
-                    return (cidr, [Trunk.from_json(d) for d in orjson.loads(raw)]), "generation"
+                    return (cidr, _owners(raw)), "generation"
             return None, "generation"
 
         async def load() -> AclHit | None:
-            best: AclHit | None = None
+            best: acl.IPNetwork | None = None
+            owners: list[Trunk] = []
             for trunk in await self.store.ip_trunks():
-                for text in trunk.networks:
-                    net = acl.parse_network(text)
+                for net in map(acl.parse_network, trunk.networks):
                     if net.version != ip.version or ip not in net:
                         continue
-                    if best is None or net.prefixlen > acl.parse_network(best[0]).prefixlen:
-                        best = (str(net), [trunk])
-                    elif str(net) == best[0]:
-                        best[1].append(trunk)
-            return best
+                    if best is None or net.prefixlen > best.prefixlen:
+                        best, owners = net, [trunk]
+                    elif net == best:
+                        owners.append(trunk)
+            return (str(best), owners) if best is not None else None
 
         return await self._through(
             "acl",
             str(ip),
-            await self._rt("acl", str(ip), rt_raw),
+            await self._rt("acl", str(ip), UNFETCHED),
             load=load,
             encode=lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
             decode=_decode_acl,
@@ -288,7 +295,6 @@ class Lookups:
         view: View | None = None,
         *,
         found: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
     ) -> tuple[LcrEntry | None, str]:
         view = view or await self._view()
         probes = prefixes(number)
@@ -310,7 +316,7 @@ class Lookups:
         return await self._through(
             "lcr",
             number,
-            await self._rt("lcr", number, rt_raw),
+            await self._rt("lcr", number, UNFETCHED),
             load=load,
             encode=lambda e: orjson.dumps({"prefix": e[0], "rows": [r.to_json() for r in e[1]]}),
             decode=_decode_lcr,

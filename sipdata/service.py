@@ -42,7 +42,6 @@ class Service(Lookups):
                     acl_probes=acl.probes(
                         query.source_ip, view.acl_lengths.get(query.source_ip.version, ())
                     ),
-                    ip=str(query.source_ip),
                     username=query.auth_user,
                     lcr_probes=prefixes(query.to),
                     number=query.to,
@@ -73,7 +72,6 @@ class Service(Lookups):
             query.source_ip,
             view,
             hits=first.acl if first else u,
-            rt_raw=first.acl_rt if first else u,
         )
         cred = None
         ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1
@@ -113,7 +111,6 @@ class Service(Lookups):
             day,
             view,
             found=first.lcr if first else u,
-            rt_raw=first.lcr_rt if first else u,
         )
         did_trunk = [did.trunk.id] if did and did.trunk else []
         rules: tuple[Rule, ...] = ()

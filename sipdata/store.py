@@ -16,7 +16,15 @@ import structlog
 
 from sipdata.decide import acl, digest
 from sipdata.decide.lcr import RateRow
-from sipdata.decide.models import Carrier, Credential, Did, Gateway, Registration, Trunk
+from sipdata.decide.models import (
+    Carrier,
+    Credential,
+    Did,
+    Gateway,
+    Registration,
+    Trunk,
+    is_uuid,
+)
 from sipdata.decide.routes import trunk_address
 from sipdata.errors import StoreUnavailable
 from sipdata.settings import Settings
@@ -242,26 +250,33 @@ class Store:
         async with translated("ping"), self.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def _trunks(self, conn: Conn, where: str, *args: Any) -> list[Trunk]:
+    async def _trunk_rows(
+        self, conn: Conn, where: str, *args: Any
+    ) -> list[tuple[asyncpg.Record, Trunk]]:
+        """Trunk rows (which also carry the credential columns) with their models."""
         rows = await conn.fetch(f"{_TRUNK_SQL} {where}", *args)
-        ids = [r["id"] for r in rows]
         acl_rows = _group(
-            await conn.fetch(f"{_ACL_SQL} WHERE trunk_id::text = ANY($1)", ids), "trunk_id"
+            await conn.fetch(
+                f"{_ACL_SQL} WHERE trunk_id = ANY($1::uuid[])", [r["id"] for r in rows]
+            ),
+            "trunk_id",
         )
-        return [_trunk(r, acl_rows.get(r["id"], [])) for r in rows]
+        return [(r, _trunk(r, acl_rows.get(r["id"], []))) for r in rows]
+
+    async def _trunks(self, conn: Conn, where: str, *args: Any) -> list[Trunk]:
+        return [t for _, t in await self._trunk_rows(conn, where, *args)]
 
     async def trunks(self, ids: Sequence[str]) -> dict[str, Trunk]:
+        """Trunks by id; an id that is not a UUID (a mistyped rule target) matches nothing."""
+        valid = [i for i in ids if is_uuid(i)]
         async with translated("read trunks"), self.pool.acquire() as conn:
-            found = await self._trunks(conn, "WHERE t.id::text = ANY($1)", list(ids))
+            found = await self._trunks(conn, "WHERE t.id = ANY($1::uuid[])", valid)
         return {t.id: t for t in found}
 
     async def credential(self, username: str) -> Credential | None:
         async with translated("read credential"), self.pool.acquire() as conn:
-            rows = await conn.fetch(f"{_TRUNK_SQL} WHERE t.username = $1", username)
-            if not rows:
-                return None
-            acl_rows = await conn.fetch(f"{_ACL_SQL} WHERE trunk_id = $1::uuid", rows[0]["id"])
-        return _credential(rows[0], _trunk(rows[0], acl_rows))
+            found = await self._trunk_rows(conn, "WHERE t.username = $1", username)
+        return _credential(*found[0]) if found else None
 
     async def did(self, number: str) -> Did | None:
         async with translated("read DID"), self.pool.acquire() as conn:
@@ -293,25 +308,19 @@ class Store:
         async with translated("read carriers"), self.pool.acquire() as conn:
             names = {
                 r["id"]: r["name"]
-                for r in await conn.fetch(f"{_CARRIER_SQL} AND o.id::text = ANY($1)", list(ids))
+                for r in await conn.fetch(f"{_CARRIER_SQL} AND o.id = ANY($1::uuid[])", list(ids))
             }
-            trunks = await self._trunks(conn, "WHERE t.org_id::text = ANY($1)", list(names))
+            trunks = await self._trunks(conn, "WHERE t.org_id = ANY($1::uuid[])", list(names))
         return _carriers(trunks, names)
 
     async def snapshot(self, today: dt.date, now: dt.datetime) -> Snapshot:
         """Everything, read in one REPEATABLE READ read-only transaction."""
 
         async def read(conn: Conn) -> Snapshot:
-            trunk_list = await self._trunks(conn, "")
+            pairs = await self._trunk_rows(conn, "")
+            trunk_list = [t for _, t in pairs]
             trunks = {t.id: t for t in trunk_list}
-            cred_rows = await conn.fetch(
-                "SELECT id::text AS id, username, password_hash FROM sip_trunks"
-            )
-            creds = {}
-            for r in cred_rows:
-                cred = _credential(r, trunks[r["id"]])
-                if cred is not None:
-                    creds[cred.username] = cred
+            creds = {c.username: c for c in (_credential(r, t) for r, t in pairs) if c}
             dids = {
                 r["number"]: _did(r, trunks.get(r["trunk_id"]) if r["trunk_id"] else None)
                 for r in await conn.fetch(_DID_SQL)
@@ -331,7 +340,7 @@ class Store:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         async with translated("read registrations"), self.pool.acquire() as conn:
             rows = await conn.fetch(
-                f"{_REG_SQL} AND trunk_id::text = ANY($2)", now, list(trunk_ids)
+                f"{_REG_SQL} AND trunk_id = ANY($2::uuid[])", now, list(trunk_ids)
             )
         return {r["trunk_id"]: registration_of(r) for r in rows}
 

@@ -88,7 +88,6 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
             needs_registration[org_id] = " ".join(dynamic).encode()
 
     hashes = {
-        keys.KIND_TRUNK: {k: _dump(t.to_json()) for k, t in snap.trunks.items()},
         keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
         keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
         keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},

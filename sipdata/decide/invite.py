@@ -112,19 +112,32 @@ def identify(
         return challenge(realm)
     if credential is None:
         return reject(403, "Forbidden", auth_user=query.auth_user, **explain)
+    return check_credential(credential, query.source_ip, query.auth_realm, query.auth_algorithm)
+
+
+def check_credential(
+    credential: Credential,
+    source_ip: IPAddress | None,
+    realm: str | None,
+    algorithm: str | None,
+) -> Identity | Verdict:
+    """Whether a digest trunk may call (from `source_ip`, when known), and its HA1.
+
+    A refusal never carries an HA1, so a suspended trunk cannot be verified at all.
+    """
     trunk = credential.trunk
     refused = _refuse_unusable(trunk)
     if refused is not None:
         return refused
-    if trunk.networks and not contains(trunk.networks, query.source_ip):
+    if source_ip is not None and trunk.networks and not contains(trunk.networks, source_ip):
         return reject(403, "Source Address Not Allowed", trunk_id=trunk.id)
-    if query.auth_realm and query.auth_realm != credential.ha1.realm:
+    if realm and realm != credential.ha1.realm:
         return reject(403, "Wrong Realm", expected_realm=credential.ha1.realm)
-    algorithm = normalise_algorithm(query.auth_algorithm)
-    ha1 = credential.ha1.for_algorithm(algorithm) if algorithm else None
+    name = normalise_algorithm(algorithm)
+    ha1 = credential.ha1.for_algorithm(name) if name else None
     if ha1 is None:
-        return reject(403, "Unsupported Digest Algorithm", algorithm=query.auth_algorithm)
-    return Identity(trunk, "digest", ha1=ha1, algorithm=algorithm, realm=credential.ha1.realm)
+        return reject(403, "Unsupported Digest Algorithm", algorithm=algorithm)
+    return Identity(trunk, "digest", ha1=ha1, algorithm=name, realm=credential.ha1.realm)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ read-through cache, so the same object round-trips cache and database reads.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +14,15 @@ from typing import Any
 from sipdata.decide.digest import StoredHA1
 
 ACTIVE = "active"
+
+
+def is_uuid(text: str) -> bool:
+    """Whether `text` is a UUID (ids in the database are; rule targets must be)."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

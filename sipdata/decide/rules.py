@@ -27,6 +27,7 @@ from typing import Any
 
 import re2
 
+from sipdata.decide.models import is_uuid
 from sipdata.decide.numbers import canonical
 from sipdata.errors import InputError
 
@@ -199,6 +200,8 @@ def parse_rule(row: Mapping[str, Any]) -> Rule:
     destination = row.get("destination")
     if action in ("trunk", "forward") and not destination:
         raise RuleError(f"action {action} needs a destination")
+    if action == "trunk" and not is_uuid(str(destination)):
+        raise RuleError("trunk destination must be a trunk id (UUID)")
     if action == "forward" and not str(destination).startswith(("sip:", "sips:")):
         raise RuleError("forward destination must be a sip: or sips: URI")
     rule = Rule(

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sipdata.decide import lcr
 from sipdata.decide.digest import normalise_algorithm
-from sipdata.decide.invite import InviteQuery
+from sipdata.decide.invite import InviteQuery, Verdict, check_credential
 from sipdata.decide.numbers import canonical_or_none
 from sipdata.decide.rules import ordered_matches
 from sipdata.errors import InputError
@@ -43,26 +43,23 @@ async def credentials(request: web.Request) -> web.Response:
     if cred is None:
         body.update(verdict="reject", code=403, reason="Forbidden")
         return json_response(body)
-    trunk = cred.trunk
-    body["trunk"] = trunk.public()
-    if trunk.org_status != "active" or trunk.status != "active":
-        reason = "Account Suspended" if trunk.org_status != "active" else "Trunk Suspended"
-        body.update(verdict="reject", code=403, reason=reason)
+    body["trunk"] = cred.trunk.public()
+    checked = check_credential(cred, None, realm, algorithm)
+    if isinstance(checked, Verdict):
+        body.update(verdict="reject", code=checked.code, reason=checked.reason)
+        if "expected_realm" in checked.explain:
+            body["realm"] = checked.explain["expected_realm"]
         return json_response(body)
-    if realm and realm != cred.ha1.realm:
-        body.update(verdict="reject", code=403, reason="Wrong Realm", realm=cred.ha1.realm)
-        return json_response(body)
-    chosen = normalise_algorithm(algorithm) or "MD5"
     body.update(
         verdict="ok",
         code=200,
         reason="OK",
-        realm=cred.ha1.realm,
-        algorithm=chosen,
-        ha1=cred.ha1.for_algorithm(chosen),
+        realm=checked.realm,
+        algorithm=checked.algorithm,
+        ha1=checked.ha1,
         ha1_md5=cred.ha1.md5,
         ha1_sha256=cred.ha1.sha256,
-        networks=list(trunk.networks),
+        networks=list(cred.trunk.networks),
     )
     return json_response(body)
 

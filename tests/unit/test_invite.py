@@ -12,6 +12,7 @@ from sipdata.decide.rules import ordered_matches, parse_rule
 from .factories import REALM, carrier, credential, did, query, rate, trunk
 
 NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.UTC)
+PBX = "6f1d7c3e-0000-4000-8000-000000000001"  # rule targets are trunk ids
 
 
 def test_ip_trunk_is_identified_by_its_network() -> None:
@@ -125,56 +126,46 @@ def test_carrier_without_gateways_is_skipped_and_explained() -> None:
     assert len(v.legs) == 1 and v.explain["lcr"][0]["carriers_without_gateways"] == ["B"]
 
 
-def _rules(*rows: dict[str, Any]) -> list:
-    base = {
+def rule(
+    id: str, priority: int, action: str, destination: str | None = None, **over: Any
+) -> dict[str, Any]:
+    """A routing_rules row matching every number starting with 1 unless overridden."""
+    return {
+        "id": id,
         "org_id": "o-cust",
-        "name": "r",
+        "name": id,
+        "priority": priority,
         "match_type": "prefix",
+        "match_pattern": "1",
         "time_condition": {},
+        "action": action,
+        "destination": destination,
         "transform_rules": {},
         "weight": 100,
         "trunk_id": None,
+        **over,
     }
-    return [parse_rule({**base, **r}) for r in rows]
+
+
+def route_with(*rows: dict[str, Any], **facts_over: Any) -> Verdict:
+    """Route 12125551234 from the customer trunk with these rules."""
+    matched = ordered_matches(map(parse_rule, rows), "12125551234", NOW, "c1", "t-cust")
+    return route(ident(), query(), matched, facts(**facts_over), NOW)
 
 
 def test_first_matching_reject_rule_rejects_with_its_code() -> None:
-    rules = _rules(
-        {
-            "id": "r1",
-            "priority": 1,
-            "match_pattern": "1212",
-            "action": "reject",
-            "destination": "603 Decline",
-        }
-    )
-    matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
-    v = route(ident(), query(), matched, facts(), NOW)
+    v = route_with(rule("r1", 1, "reject", "603 Decline", match_pattern="1212"))
     assert (v.verdict, v.code, v.reason) == ("reject", 603, "Decline")
     assert v.explain["rule_id"] == "r1"
 
 
 def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
-    rules = _rules(
-        {
-            "id": "fwd",
-            "priority": 1,
-            "match_pattern": "1",
-            "action": "forward",
-            "destination": "sip:ivr.example.net",
-        },
-        {"id": "lcr", "priority": 2, "match_pattern": "1", "action": "lcr"},
-        {"id": "stop", "priority": 3, "match_pattern": "1", "action": "reject"},
-        {
-            "id": "late",
-            "priority": 4,
-            "match_pattern": "1",
-            "action": "forward",
-            "destination": "sip:late@x",
-        },
+    v = route_with(
+        rule("fwd", 1, "forward", "sip:ivr.example.net"),
+        rule("lcr", 2, "lcr"),
+        rule("stop", 3, "reject"),
+        rule("late", 4, "forward", "sip:late@x"),
     )
-    matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
-    v = route(ident(), query(), matched, facts(), NOW)
     uris = [leg.uri for leg in v.legs]
     assert uris[0] == "sip:12125551234@ivr.example.net"
     assert uris[1:] == ["sip:12125551234@198.51.100.2", "sip:12125551234@198.51.100.1"]
@@ -182,17 +173,11 @@ def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
 
 
 def test_rule_to_unreachable_trunk_gives_480() -> None:
-    rules = _rules(
-        {"id": "t", "priority": 1, "match_pattern": "1", "action": "trunk", "destination": "t-pbx"}
-    )
-    pbx = trunk("t-pbx", auth_type="digest", address=None, networks=())
-    matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
-    v = route(ident(), query(), matched, facts(trunks={"t-pbx": pbx}), NOW)
-    assert v.code == 480
+    pbx = trunk(PBX, auth_type="digest", address=None, networks=())
+    to_pbx = rule("t", 1, "trunk", PBX)
+    assert route_with(to_pbx, trunks={PBX: pbx}).code == 480
     reg = Registration("sip:pbx@203.0.113.5:5080", 2_000_000_000, received="sip:203.0.113.5:5080")
-    v = route(
-        ident(), query(), matched, facts(trunks={"t-pbx": pbx}, registrations={"t-pbx": reg}), NOW
-    )
+    v = route_with(to_pbx, trunks={PBX: pbx}, registrations={PBX: reg})
     assert v.verdict == "route"
     assert v.to_json()["routing"]["routes"] == [
         {"uri": "sip:pbx@203.0.113.5:5080", "dst_uri": "sip:203.0.113.5:5080"}
@@ -235,23 +220,9 @@ def test_carrier_calls_never_transit_to_lcr() -> None:
 
 
 def test_rule_whose_transform_breaks_the_number_is_skipped() -> None:
-    rules = _rules(
-        {
-            "id": "bad",
-            "priority": 1,
-            "match_pattern": "1",
-            "action": "lcr",
-            "transform_rules": {"strip": 20},
-        },
-        {
-            "id": "good",
-            "priority": 2,
-            "match_pattern": "1",
-            "action": "forward",
-            "destination": "sip:backup.example.net",
-        },
+    v = route_with(
+        rule("bad", 1, "lcr", transform_rules={"strip": 20}),
+        rule("good", 2, "forward", "sip:backup.example.net"),
     )
-    matched = ordered_matches(rules, "12125551234", NOW, "c1", "t-cust")
-    v = route(ident(), query(), matched, facts(), NOW)
     assert [leg.uri for leg in v.legs] == ["sip:12125551234@backup.example.net"]
     assert v.explain["transform_invalid"] == ["bad"]

@@ -69,6 +69,7 @@ def test_regex_is_linear_time_even_for_evil_patterns() -> None:
         ({"match_type": "regex", "match_pattern": r"(1)\1"}, "RE2"),  # backreference
         ({"match_pattern": "12a"}, "ASCII"),
         ({"action": "trunk"}, "destination"),
+        ({"action": "trunk", "destination": "carrier-a"}, "UUID"),
         ({"action": "forward", "destination": "http://x"}, "sip:"),
         ({"action": "reject", "destination": "nope"}, "SIP code"),
         ({"action": "reject", "destination": "200 OK"}, "400..699"),
