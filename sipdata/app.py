@@ -11,9 +11,10 @@ from aiohttp import web
 
 from sipdata import cache as cache_mod
 from sipdata import store as store_mod
-from sipdata.http import handlers, ops
+from sipdata.http import events, handlers, ops
 from sipdata.http.middleware import make_middleware
 from sipdata.metrics import Metrics
+from sipdata.reports import Reports
 from sipdata.service import Service
 from sipdata.settings import Settings
 from sipdata.warmer import Warmer
@@ -35,7 +36,8 @@ async def _stop(task: asyncio.Task[Any]) -> None:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
     metrics = metrics or Metrics()
     app = web.Application(
-        middlewares=[make_middleware(metrics)], client_max_size=settings.max_body_bytes
+        middlewares=[make_middleware(metrics, settings.api_token)],
+        client_max_size=settings.max_body_bytes,
     )
     app[handlers.MAX_BODY] = settings.max_body_bytes
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         pool = await store_mod.create_pool(settings, min_size=0)
         service = Service(settings, redis, store_mod.Store(pool), metrics)
         app[handlers.SERVICE] = service
+        app[events.REPORTS] = Reports(service, redis, service.store, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
         try:
             yield
@@ -66,5 +69,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
 
     app.cleanup_ctx.extend([resources, background])
     app.add_routes(handlers.routes())
+    app.add_routes(events.routes())
     app.add_routes(ops.routes())
     return app

@@ -62,6 +62,7 @@ class Cache:
         self._next_generation = client.register_script(keys.NEXT_GENERATION_LUA)
         self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
         self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
+        self._register = client.register_script(keys.REGISTER_LUA)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
@@ -250,3 +251,22 @@ class Cache:
                 results = (await pipe.execute())[:-1]
             await self._prune_online(keys=[keys.TRUNKS_ONLINE])
         return sum(1 for r in results if r)
+
+    # -- reports -------------------------------------------------------------
+
+    async def apply_registration(
+        self, trunk_id: str, value: bytes | None, ttl_s: int, ts: float
+    ) -> bool:
+        """Set (or, with value None, drop) a trunk's registration unless Redis has a newer one."""
+        async with self._translated("write registration"):
+            done = await self._register(
+                keys=[keys.registration(trunk_id), keys.TRUNKS_ONLINE],
+                args=[trunk_id, value or b"", max(ttl_s, 1), repr(ts)],
+            )
+        return bool(done)
+
+    async def append_call_event(self, doc: Mapping[str, Any]) -> str:
+        """Append a validated call report to the stream; its id once Redis has it."""
+        async with self._translated("append call event"):
+            entry_id = await self.client.xadd(keys.CALL_EVENTS, {b"event": orjson.dumps(doc)})
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -3,7 +3,9 @@
     SipdataError
     ├── ConfigError                    bad environment: start-up stops (no HTTP)
     ├── InputError                     400: the caller sent something malformed
-    │   └── ImportFileError            a rate-deck row is invalid (line + field)
+    │   ├── ImportFileError            a rate-deck row is invalid (line + field)
+    │   └── NotFound                   404: the request names something that does not exist
+    ├── Unauthorized                   401: the shared secret is missing or wrong
     ├── PayloadTooLarge                413: request body over the cap
     └── Unavailable                    503: infrastructure, never an auth verdict
         ├── CacheUnavailable           Redis refused, timed out or was unreachable
@@ -51,6 +53,16 @@ class ImportFileError(InputError):
     def __init__(self, message: str, *, line: int, field: str | None = None) -> None:
         super().__init__(f"line {line}: {message}", field=field)
         self.line = line
+
+
+class NotFound(InputError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(SipdataError):
+    status = 401
+    code = "unauthorized"
 
 
 class PayloadTooLarge(SipdataError):

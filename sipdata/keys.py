@@ -81,6 +81,12 @@ def readthrough(kind: str, key: str) -> str:
     return f"rt:{kind}:{key}"
 
 
+# Call reports from Kamailio, appended once validated: an entry here is a
+# report sipdata has acknowledged. The CDR writer consumes and deletes them
+# (issue 4); nothing trims the stream, so an acknowledged report is never
+# dropped to make room.
+CALL_EVENTS: Final = "calls:events"
+
 # The value a read-through entry holds for "the database has no such row".
 NEGATIVE: Final = b"-"
 
@@ -134,6 +140,29 @@ for _, id in ipairs(ids) do
   regs[#regs + 1] = redis.call('GET', 'registration:' .. id) or ''
 end
 return {rules, regs}
+"""
+
+# Apply one registration report to Redis unless a newer one is there already
+# (two reports of one trunk can race between the database and Redis).
+# KEYS[1] = registration:{id}, KEYS[2] = TRUNKS_ONLINE; ARGV[1] = trunk id,
+# ARGV[2] = value JSON with a "ts" field ('' = offline), ARGV[3] = TTL s,
+# ARGV[4] = the report's ts.
+REGISTER_LUA: Final = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, doc = pcall(cjson.decode, old)
+  if ok and type(doc) == 'table' and tonumber(doc['ts'] or 0) > tonumber(ARGV[4]) then
+    return 0
+  end
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return 1
 """
 
 # Drop members of trunks:online whose registration key has expired; the set

@@ -42,6 +42,9 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
     max_body_bytes: int = 8192
+    # Shared secret Kamailio sends as "Authorization: Bearer ..." on /v1/*;
+    # empty = no check (a service bound to loopback or a private network).
+    api_token: str = ""
     # Longer than libcurl's 118 s idle reuse, so Kamailio never hits a closed socket.
     keepalive_timeout_s: float = 125.0
     log_level: str = "info"

@@ -25,6 +25,7 @@ from sipdata.decide.models import (
     Trunk,
     is_uuid,
 )
+from sipdata.decide.reports import RegistrationReport
 from sipdata.decide.routes import trunk_address
 from sipdata.errors import StoreUnavailable
 from sipdata.settings import Settings
@@ -343,6 +344,41 @@ class Store:
                 f"{_REG_SQL} AND trunk_id = ANY($2::uuid[])", now, list(trunk_ids)
             )
         return {r["trunk_id"]: registration_of(r) for r in rows}
+
+    async def save_registration(self, trunk_id: str, report: RegistrationReport) -> bool:
+        """Upsert the trunk's registration; False when a newer report is already stored."""
+
+        def naive(value: dt.datetime) -> dt.datetime:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+        async def write(conn: Conn) -> bool:
+            row = await conn.fetchrow(
+                _SAVE_REG_SQL,
+                trunk_id,
+                report.contact,
+                report.received,
+                report.user_agent,
+                naive(report.expires_at),
+                naive(report.ts),
+                "online" if report.online else "offline",
+            )
+            return row is not None
+
+        return await in_transaction(self.pool, write)
+
+
+# Newer-or-equal reports win: a late, older report (by Kamailio's own clock)
+# leaves the row alone, and a repeated report changes nothing.
+_SAVE_REG_SQL = """
+INSERT INTO trunk_registrations AS r
+       (trunk_id, contact, received, user_agent, expires_at, last_seen, status)
+VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (trunk_id) DO UPDATE
+   SET contact = EXCLUDED.contact, received = EXCLUDED.received,
+       user_agent = EXCLUDED.user_agent, expires_at = EXCLUDED.expires_at,
+       last_seen = EXCLUDED.last_seen, status = EXCLUDED.status
+ WHERE r.last_seen IS NULL OR r.last_seen <= EXCLUDED.last_seen
+RETURNING trunk_id"""
 
 
 def registration_of(row: asyncpg.Record) -> Registration:

@@ -38,13 +38,14 @@ async def credentials(request: web.Request) -> web.Response:
     algorithm = params.text(p, "algorithm", required=False)
     if normalise_algorithm(algorithm) is None:
         raise InputError("algorithm must be MD5 or SHA-256", field="algorithm")
+    source_ip = params.ip(p, "source_ip") if p.get("source_ip") else None
     cred, source = await request.app[SERVICE].credential(username)
     body: dict[str, Any] = {"username": username, "found": cred is not None, "source": source}
     if cred is None:
         body.update(verdict="reject", code=403, reason="Forbidden")
         return json_response(body)
     body["trunk"] = cred.trunk.public()
-    checked = check_credential(cred, None, realm, algorithm)
+    checked = check_credential(cred, source_ip, realm, algorithm)
     if isinstance(checked, Verdict):
         body.update(verdict="reject", code=checked.code, reason=checked.reason)
         if "expected_realm" in checked.explain:

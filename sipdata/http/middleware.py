@@ -1,7 +1,9 @@
-"""The one middleware: errors to one JSON shape, metrics per endpoint, Call-ID in logs."""
+"""The one middleware: shared secret, errors to one JSON shape, metrics per endpoint, Call-ID
+in logs."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -9,7 +11,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from sipdata.errors import DeadlineExceeded, SipdataError, Unavailable
+from sipdata.errors import DeadlineExceeded, SipdataError, Unauthorized, Unavailable
 from sipdata.http.responses import error_body, error_response, json_response
 from sipdata.metrics import Metrics
 
@@ -17,7 +19,17 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_middleware(metrics: Metrics) -> Middleware:
+def _authorised(request: web.Request, expected: bytes) -> bool:
+    """Operational endpoints (/health, /ready, /metrics) stay open for probes."""
+    if not expected or not request.path.startswith("/v1/"):
+        return True
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+    return hmac.compare_digest(given, expected)
+
+
+def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
+    expected = api_token.encode()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
@@ -28,6 +40,8 @@ def make_middleware(metrics: Metrics) -> Middleware:
         if call_id:
             structlog.contextvars.bind_contextvars(call_id=call_id[:128])
         try:
+            if not _authorised(request, expected):
+                raise Unauthorized("missing or wrong bearer token")
             response = await handler(request)
         except TimeoutError:
             metrics.degraded.labels("deadline").inc()

@@ -1,0 +1,239 @@
+"""Reports from Kamailio (registrations, call events): validated into typed values.
+
+A report is accepted or refused whole: a refused one names its field and
+changes nothing. Timestamps are Kamailio's (`$TV(Sn)`, seconds since the
+epoch with microseconds), so ordering and durations do not depend on when a
+report happened to reach sipdata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sipdata.decide import acl
+from sipdata.decide.models import is_uuid
+from sipdata.errors import InputError
+
+CALL_EVENTS = ("start", "answer", "end", "fail")
+MAX_EXPIRES = 7 * 24 * 3600
+MAX_SDP = 4096
+_MAX_TEXT = 256
+# 2001-09-09 .. 2286: a Kamailio clock outside this is broken, not a report.
+_TS_RANGE = (1e9, 1e10)
+# Static RTP payload types (RFC 3551) that an SDP may use without an rtpmap.
+_STATIC_PT = {0: "PCMU", 3: "GSM", 4: "G723", 8: "PCMA", 9: "G722", 18: "G729"}
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+)\s+([^/\s]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationReport:
+    """One REGISTER Kamailio verified: expires 0 means the binding is gone."""
+
+    username: str
+    contact: str
+    received: str | None
+    source_ip: str
+    user_agent: str | None
+    expires: int
+    call_id: str
+    cseq: int
+    ts: dt.datetime
+
+    @property
+    def online(self) -> bool:
+        return self.expires > 0 and self.contact != "*"
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        return self.ts + dt.timedelta(seconds=self.expires if self.online else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One dialog event; every field a CDR needs travels with each event."""
+
+    event: str
+    call_id: str
+    ts: dt.datetime
+    trunk_id: str | None
+    org_id: str | None
+    source_ip: str | None
+    destination_ip: str | None
+    from_user: str | None
+    to_user: str | None
+    invite_ts: dt.datetime | None
+    answer_ts: dt.datetime | None
+    sip_code: int | None
+    sip_reason: str | None
+    cause: str | None
+    codecs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        def stamp(v: dt.datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        return {
+            "event": self.event,
+            "call_id": self.call_id,
+            "ts": stamp(self.ts),
+            "trunk_id": self.trunk_id,
+            "org_id": self.org_id,
+            "source_ip": self.source_ip,
+            "destination_ip": self.destination_ip,
+            "from": self.from_user,
+            "to": self.to_user,
+            "invite_ts": stamp(self.invite_ts),
+            "answer_ts": stamp(self.answer_ts),
+            "sip_code": self.sip_code,
+            "sip_reason": self.sip_reason,
+            "cause": self.cause,
+            "codecs": list(self.codecs),
+        }
+
+
+def _text(
+    doc: Mapping[str, Any], name: str, *, required: bool = False, limit: int = _MAX_TEXT
+) -> str | None:
+    value = doc.get(name)
+    # Kamailio prints an unset variable as "<null>": the same as absent.
+    if value is None or value in ("", "<null>"):
+        if required:
+            raise InputError(f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string", field=name)
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters", field=name)
+    if any(ord(c) < 32 and c not in "\r\n\t" for c in value) or (
+        limit <= _MAX_TEXT and any(c in "\r\n" for c in value)
+    ):
+        raise InputError(f"{name} contains control characters", field=name)
+    return value
+
+
+def _int(
+    doc: Mapping[str, Any], name: str, lo: int, hi: int, *, required: bool = False
+) -> int | None:
+    value = doc.get(name)
+    if value is None or value == "<null>":
+        if required:
+            raise InputError(f"{name} is required", field=name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InputError(f"{name} must be an integer", field=name)
+    try:
+        number = int(value)
+    except ValueError:
+        raise InputError(f"{name} must be an integer", field=name) from None
+    if not lo <= number <= hi:
+        raise InputError(f"{name} must be {lo}..{hi}", field=name)
+    return number
+
+
+def _ts(doc: Mapping[str, Any], name: str, *, required: bool = False) -> dt.datetime | None:
+    value = doc.get(name)
+    if value is None or value in ("", "<null>"):
+        if required:
+            raise InputError(f"{name} is required", field=name)
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be seconds since the epoch", field=name)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be seconds since the epoch", field=name) from None
+    if not math.isfinite(seconds) or not _TS_RANGE[0] <= seconds <= _TS_RANGE[1]:
+        raise InputError(f"{name} is not a plausible time", field=name)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _ip(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = _text(doc, name, required=required)
+    return None if value is None else str(acl.canonical_ip(value, name))
+
+
+def _uuid(doc: Mapping[str, Any], name: str) -> str | None:
+    value = _text(doc, name)
+    if value is not None and not is_uuid(value):
+        raise InputError(f"{name} must be a UUID", field=name)
+    return value
+
+
+def _sip_uri(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = _text(doc, name, required=required)
+    if value is not None and value != "*" and not value.lower().startswith(("sip:", "sips:")):
+        raise InputError(f"{name} must be a sip: or sips: URI", field=name)
+    return value
+
+
+def registration_report(doc: Mapping[str, Any]) -> RegistrationReport:
+    contact = _sip_uri(doc, "contact", required=True)
+    expires = _int(doc, "expires", 0, MAX_EXPIRES, required=True)
+    ts = _ts(doc, "ts", required=True)
+    assert contact is not None and expires is not None and ts is not None
+    if contact == "*" and expires != 0:
+        raise InputError("contact * is only valid with expires 0", field="contact")
+    source_ip = _ip(doc, "source_ip", required=True)
+    assert source_ip is not None
+    return RegistrationReport(
+        username=_text(doc, "username", required=True) or "",
+        contact=contact,
+        received=_sip_uri(doc, "received"),
+        source_ip=source_ip,
+        user_agent=_text(doc, "user_agent"),
+        expires=expires,
+        call_id=_text(doc, "call_id", required=True) or "",
+        cseq=_int(doc, "cseq", 0, 2**31 - 1) or 0,
+        ts=ts,
+    )
+
+
+def call_event(doc: Mapping[str, Any]) -> CallEvent:
+    event = _text(doc, "event", required=True)
+    if event not in CALL_EVENTS:
+        raise InputError(f"event must be one of {', '.join(CALL_EVENTS)}", field="event")
+    ts = _ts(doc, "ts", required=True)
+    assert ts is not None
+    sdp = _text(doc, "sdp", limit=MAX_SDP)
+    return CallEvent(
+        event=event,
+        call_id=_text(doc, "call_id", required=True) or "",
+        ts=ts,
+        trunk_id=_uuid(doc, "trunk_id"),
+        org_id=_uuid(doc, "org_id"),
+        source_ip=_ip(doc, "source_ip"),
+        destination_ip=_ip(doc, "destination_ip"),
+        from_user=_text(doc, "from"),
+        to_user=_text(doc, "to"),
+        invite_ts=_ts(doc, "invite_ts"),
+        answer_ts=_ts(doc, "answer_ts"),
+        sip_code=_int(doc, "sip_code", 100, 699),
+        sip_reason=_text(doc, "sip_reason"),
+        cause=_text(doc, "cause"),
+        codecs=codecs(sdp) if sdp else (),
+    )
+
+
+def codecs(sdp: str) -> tuple[str, ...]:
+    """Codec names of the first audio stream, in the SDP's order of preference."""
+    payloads: list[int] = []
+    names: dict[int, str] = {}
+    in_audio = False
+    seen_audio = False
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            if seen_audio:
+                break
+            parts = line[2:].split()
+            in_audio = seen_audio = bool(parts) and parts[0] == "audio"
+            if in_audio:
+                payloads = [int(p) for p in parts[3:] if p.isdigit()]
+        elif in_audio and (m := _RTPMAP.match(line)):
+            names[int(m.group(1))] = m.group(2)
+    return tuple(names.get(pt) or _STATIC_PT.get(pt) or str(pt) for pt in payloads)
