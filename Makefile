@@ -1,4 +1,4 @@
-# sipdata: `make run` (service + warmer on demo data), `make test` (everything CI runs).
+# sipdata: `make run` (Kamailio + sipdata on demo data), `make test` (everything CI runs).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 export SIPDATA_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/sipdata
 export SIPDATA_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test unit integration lint typecheck services clean
+.PHONY: setup run test unit integration e2e lint typecheck services kamailio clean
+KAMAILIO_RUN := /run/kamailio
 
 setup: $(STAMP)
 
@@ -24,13 +25,26 @@ services:
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /tmp
 	@pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping
 
-# Database `sipdata`, schema, demo data, then the service with its warmer (Ctrl-C stops).
-run: setup services
+# Kamailio 5.6, SIPp and the http_async_client module built from Debian's
+# source of the installed Kamailio (idempotent; seconds when already done).
+kamailio:
+	@bash kamailio/install.sh
+
+# Database `sipdata`, schema, demo data, sipdata with its warmer in the
+# background, Kamailio on 127.0.0.1:5060 in the foreground (Ctrl-C stops both).
+run: setup services kamailio
 	$(BIN)/sipdata migrate
 	$(BIN)/sipdata demo-data
 	$(BIN)/sipdata warm
-	@echo "sipdata on http://127.0.0.1:8480 - try the curl examples in README.md"
-	SIPDATA_LOG_FORMAT=console $(BIN)/sipdata serve
+	@mkdir -p $(KAMAILIO_RUN)
+	@SIPDATA_LOG_FORMAT=console $(BIN)/sipdata serve > sipdata.log 2>&1 & pid=$$!; \
+	trap "kill $$pid 2>/dev/null" EXIT INT TERM; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:8480/ready >/dev/null && break; sleep 0.2; done; \
+	echo "sipdata on http://127.0.0.1:8480 (log: sipdata.log); Kamailio on udp:127.0.0.1:5060"; \
+	echo "Place a routed call (bravo, the cheapest carrier, answers) from another shell:"; \
+	echo "  sipp -sf tests/e2e/scenarios/uas_answer.xml -i 127.0.0.102 -p 5060 -m 1 &"; \
+	echo "  sipp -sf tests/e2e/scenarios/uac_call.xml -i 127.0.0.10 -s 12125551234 127.0.0.1:5060 -m 1"; \
+	kamailio -f kamailio/kamailio.cfg -DD -E
 
 lint: setup
 	$(BIN)/ruff check sipdata tests bench
@@ -45,7 +59,10 @@ unit: setup
 integration: setup services
 	$(BIN)/pytest tests/integration
 
-test: setup services lint typecheck
+e2e: setup services kamailio
+	$(BIN)/pytest tests/e2e
+
+test: setup services kamailio lint typecheck
 	$(BIN)/pytest
 
 clean:

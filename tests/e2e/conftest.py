@@ -155,6 +155,8 @@ def stack(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
         for kam in [kamailio, *s.extra]:
             kam.stop()
         sipdata.stop()
+    faults = [line for kam in [kamailio, *s.extra] for line in kam.script_faults()]
+    assert not faults, "kamailio.cfg misbehaved:\n" + "\n".join(faults[:20])
 
 
 __all__ = [

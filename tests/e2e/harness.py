@@ -179,6 +179,18 @@ class Kamailio:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def script_faults(self) -> list[str]:
+        """Errors that mean the routing script itself misbehaved (a failed assignment, a
+        function refused at run time), as opposed to the script reporting trouble
+        (`<script>`) or libcurl failing to reach a sipdata the test stopped."""
+        expected = ("ERROR: <script>", "ERROR: http_async_client")
+        return [
+            line
+            for line in self.log().splitlines()
+            if ("ERROR:" in line or "CRITICAL:" in line or "BUG:" in line)
+            and not any(e in line for e in expected)
+        ]
+
 
 @dataclass
 class SippResult:

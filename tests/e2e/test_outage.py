@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from tests.e2e.conftest import ACME_IP, BRAVO, PBX, Stack
-from tests.e2e.harness import Sipp, free_port, running
+from tests.e2e.harness import Kamailio, Sipdata, Sipp, free_port, running
 
 LCR_NUMBER = "12125551234"
 
@@ -60,3 +61,39 @@ def test_register_while_sipdata_is_down_gets_503_not_403(stack: Stack) -> None:
         replace={"EXPECTED_CODE": "503", "EXPIRES": "300"},
     ).run()
     assert result.returncode == 0 and result.successful == 1, result.errors
+
+
+def test_shared_secret_mismatch_is_503_and_the_right_secret_routes(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    """sipdata with SIPDATA_API_TOKEN refuses an edge with the wrong secret; its callers get
+    503 (an operator's mistake is not the caller's authentication failure)."""
+    sipdata = Sipdata({**e2e_env, "SIPDATA_API_TOKEN": "s3cret"}, tmp_path / "sipdata.log")
+    edges = [
+        Kamailio(sipdata.url, tmp_path / name, [f'SIPDATA_SECRET="{secret}"'])
+        for name, secret in (("wrong", "not-it"), ("right", "s3cret"))
+    ]
+    sipdata.start()
+    try:
+        for edge in edges:
+            edge.workdir.mkdir()
+            edge.start()
+        wrong, right = edges
+        refused = Sipp(
+            "uac_rejected",
+            tmp_path,
+            ip=ACME_IP,
+            target=wrong.target,
+            service=LCR_NUMBER,
+            replace={"EXPECTED_CODE": "503"},
+        ).run()
+        with running(Sipp("uas_answer", tmp_path, ip=BRAVO, timeout_s=20)):
+            routed = Sipp(
+                "uac_call", tmp_path, ip=ACME_IP, target=right.target, service=LCR_NUMBER
+            ).run()
+    finally:
+        for edge in edges:
+            edge.stop()
+        sipdata.stop()
+    assert refused.returncode == 0 and refused.successful == 1, refused.errors
+    assert routed.returncode == 0 and routed.successful == 1, routed.errors
