@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from sipdata.provision import demo_id
-from tests.e2e.harness import Kamailio, Sipdata, require
+from tests.e2e.harness import SUMMARIES, Kamailio, Sipdata, require
 
 PG = os.environ.get("SIPDATA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_DB = int(os.environ.get("SIPDATA_E2E_REDIS_DB", "13"))
@@ -170,3 +170,11 @@ __all__ = [
     "demo_id",
     "wait_for",
 ]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Each SIPp scenario's calls, failures and response-time percentiles."""
+    if SUMMARIES:
+        terminalreporter.section("SIPp scenarios")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)

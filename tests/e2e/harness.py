@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 KAMAILIO_CFG = ROOT / "kamailio" / "kamailio.cfg"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+# Every SIPp run's summary line, printed together at the end of the session.
+SUMMARIES: list[str] = []
 
 
 def require(binary: str) -> str:
@@ -213,8 +216,9 @@ class SippResult:
         def ms(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}ms"
 
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
         return (
-            f"[sipp {self.name}] calls={self.successful + self.failed} ok={self.successful} "
+            f"{test} [sipp {self.name}] calls={self.successful + self.failed} ok={self.successful} "
             f"failed={self.failed} rc={self.returncode} response p50={ms(self.percentile(50))} "
             f"p90={ms(self.percentile(90))} p99={ms(self.percentile(99))}"
         )
@@ -248,6 +252,7 @@ class Sipp:
         self.scenario_path = self.workdir / f"{scenario}.xml"
         self.scenario_path.write_text(text)
         self.ip = ip
+        self.port = port
         cmd = [require("sipp"), "-sf", str(self.scenario_path), "-i", ip]
         if port:
             cmd += ["-p", str(port)]  # else SIPp picks a free one
@@ -291,7 +296,7 @@ class Sipp:
             _stop(self.proc)
             rc = -1
         result = self._result(rc)
-        print(result.summary())  # the per-scenario summary in the test output
+        SUMMARIES.append(result.summary())
         return result
 
     def run(self, timeout_s: float = 60.0) -> SippResult:
@@ -328,12 +333,23 @@ def running(*procs: Sipp) -> Iterator[tuple[Sipp, ...]]:
     """Callees started before the caller, stopped whatever happens."""
     for p in procs:
         p.start()
-    time.sleep(0.3)  # SIPp binds its socket a moment after it starts
+    for p in procs:
+        _wait(functools.partial(_bound, p.ip, p.port), f"sipp on {p.ip}:{p.port}", 5)
     try:
         yield procs
     finally:
         for p in procs:
             p.stop()
+
+
+def _bound(ip: str, port: int) -> bool:
+    """Whether something holds ip:port (UDP): SIPp binds a moment after it starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return True
+        return False
 
 
 class Listener:

@@ -19,40 +19,10 @@ from tests.e2e.conftest import (
     demo_id,
     wait_for,
 )
-from tests.e2e.harness import Listener, Sipp, running
+from tests.e2e.harness import Listener, running
+from tests.e2e.parties import caller, carrier, digest_caller, refused_caller
 
 LCR_NUMBER = "12125551234"  # bravo 0.005 < charlie 0.009 < alpha 0.010
-
-
-def caller(stack: Stack, to: str, ip: str = ACME_IP, **kw: object) -> Sipp:
-    return Sipp("uac_call", stack.workdir, ip=ip, port=0, target=stack.target, service=to, **kw)  # type: ignore[arg-type]
-
-
-def refused_caller(stack: Stack, to: str, code: int, ip: str = ACME_IP) -> Sipp:
-    return Sipp(
-        "uac_rejected",
-        stack.workdir,
-        ip=ip,
-        port=0,
-        target=stack.target,
-        service=to,
-        replace={"EXPECTED_CODE": str(code)},
-        name=f"uac_rejected_{code}@{ip}",
-    )
-
-
-def carrier(stack: Stack, ip: str, refuse: tuple[int, str] | None = None) -> Sipp:
-    if refuse is None:
-        return Sipp("uas_answer", stack.workdir, ip=ip, timeout_s=20)
-    code, reason = refuse
-    return Sipp(
-        "uas_refuse",
-        stack.workdir,
-        ip=ip,
-        timeout_s=20,
-        replace={"REFUSE_CODE": str(code), "REFUSE_REASON": reason},
-        name=f"uas_refuse_{code}@{ip}",
-    )
 
 
 @pytest.fixture
@@ -107,15 +77,7 @@ def test_completed_call_is_reported_with_what_a_cdr_needs(stack: Stack) -> None:
 def test_digest_trunk_is_challenged_then_routed(stack: Stack) -> None:
     """acme-pbx's INVITE gets 407; with the right password it is routed to bravo."""
     with running(carrier(stack, BRAVO)) as (bravo,):
-        result = Sipp(
-            "uac_call_auth",
-            stack.workdir,
-            ip="127.0.0.21",
-            port=0,
-            target=stack.target,
-            service=LCR_NUMBER,
-            args=["-au", "acme-pbx", "-ap", "acme-secret"],
-        ).run()
+        result = digest_caller(stack, LCR_NUMBER, "acme-secret").run()
         callee = bravo.wait()
     assert result.returncode == 0 and result.successful == 1, result.errors
     assert callee.successful == 1, callee.errors
@@ -123,15 +85,7 @@ def test_digest_trunk_is_challenged_then_routed(stack: Stack) -> None:
 
 def test_digest_trunk_with_wrong_password_is_challenged_again(stack: Stack) -> None:
     """A wrong password never reaches a carrier: the second INVITE is challenged again."""
-    result = Sipp(
-        "uac_auth_refused",
-        stack.workdir,
-        ip="127.0.0.21",
-        port=0,
-        target=stack.target,
-        service=LCR_NUMBER,
-        args=["-au", "acme-pbx", "-ap", "wrong"],
-    ).run()
+    result = digest_caller(stack, LCR_NUMBER, "wrong", scenario="uac_auth_refused").run()
     assert result.returncode == 0 and result.successful == 1, result.errors
 
 

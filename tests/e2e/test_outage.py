@@ -7,32 +7,19 @@ from pathlib import Path
 
 from tests.e2e.conftest import ACME_IP, BRAVO, PBX, Stack
 from tests.e2e.harness import Kamailio, Sipdata, Sipp, free_port, running
+from tests.e2e.parties import caller, carrier, refused_caller
 
 LCR_NUMBER = "12125551234"
-
-
-def expect(stack: Stack, code: int, name: str) -> Sipp:
-    return Sipp(
-        "uac_rejected",
-        stack.workdir,
-        ip=ACME_IP,
-        target=stack.target,
-        service=LCR_NUMBER,
-        replace={"EXPECTED_CODE": str(code)},
-        name=name,
-    )
 
 
 def test_sipdata_stopped_gives_503_and_no_ban(stack: Stack) -> None:
     """With sipdata down every INVITE gets 503; once it is back the same caller is routed."""
     stack.sipdata.stop()
-    down = expect(stack, 503, "while_down").start()
-    refused = [down.wait()] + [expect(stack, 503, f"while_down_{i}").run() for i in range(3)]
+    refused = [refused_caller(stack, LCR_NUMBER, 503).run() for _ in range(4)]
     assert all(r.returncode == 0 and r.successful == 1 for r in refused), refused[0].errors
     stack.sipdata.start()
-    with running(Sipp("uas_answer", stack.workdir, ip=BRAVO, timeout_s=20)):
-        back = Sipp("uac_call", stack.workdir, ip=ACME_IP, target=stack.target, service=LCR_NUMBER)
-        result = back.run()
+    with running(carrier(stack, BRAVO)):
+        result = caller(stack, LCR_NUMBER).run()
     assert result.returncode == 0 and result.successful == 1, result.errors
 
 
@@ -41,7 +28,7 @@ def test_sipdata_hung_gives_503_before_the_transaction_times_out(stack: Stack) -
     (longer than sipdata's deadline, shorter than tm's fr_timer) turns it into 503, not 408."""
     stack.sipdata.pause()
     try:
-        result = expect(stack, 503, "while_hung").run()
+        result = refused_caller(stack, LCR_NUMBER, 503).run()
     finally:
         stack.sipdata.resume()
     assert result.returncode == 0 and result.successful == 1, result.errors

@@ -7,6 +7,7 @@ import socket
 from tests.e2e import digest_uac
 from tests.e2e.conftest import ALPHA, PBX, Stack, demo_id
 from tests.e2e.harness import Sipp, free_port, running
+from tests.e2e.parties import caller, carrier, refused_caller
 
 DID_OF_ACME_PBX = "12125550100"
 DID_OF_UNREGISTERED_TRUNK = "442071234567"  # globex-ip: no static address, never registers
@@ -81,23 +82,14 @@ def test_did_call_reaches_the_registered_contact(stack: Stack) -> None:
     """A carrier's call to acme-pbx's DID is delivered where acme-pbx registered from."""
     port = free_port(socket.SOCK_DGRAM, PBX)
     assert register(stack, port).run().successful == 1
-    pbx = Sipp("uas_answer", stack.workdir, ip=PBX, port=port, timeout_s=20)
+    pbx = carrier(stack, PBX, port=port)
     with running(pbx):
-        call = Sipp(
-            "uac_call", stack.workdir, ip=ALPHA, target=stack.target, service=DID_OF_ACME_PBX
-        ).run()
+        call = caller(stack, DID_OF_ACME_PBX, ALPHA).run()
         answered = pbx.wait()
     assert call.returncode == 0 and call.successful == 1, call.errors
     assert answered.successful == 1, answered.errors
 
 
 def test_did_call_to_an_unregistered_trunk_gets_480(stack: Stack) -> None:
-    result = Sipp(
-        "uac_rejected",
-        stack.workdir,
-        ip=ALPHA,
-        target=stack.target,
-        service=DID_OF_UNREGISTERED_TRUNK,
-        replace={"EXPECTED_CODE": "480"},
-    ).run()
+    result = refused_caller(stack, DID_OF_UNREGISTERED_TRUNK, 480, ALPHA).run()
     assert result.returncode == 0 and result.successful == 1, result.errors
