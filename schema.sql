@@ -136,7 +136,11 @@ CREATE TABLE IF NOT EXISTS trunk_registrations (
     user_agent VARCHAR(255),
     expires_at TIMESTAMP,
     last_seen TIMESTAMP DEFAULT NOW(),
-    status VARCHAR(50) DEFAULT 'offline'
+    status VARCHAR(50) DEFAULT 'offline',
+    -- DEVIATION: the REGISTER's Call-ID and CSeq, so a late report with a lower
+    -- CSeq of the same registration never overwrites a newer one (migration 2).
+    call_id VARCHAR(255),
+    cseq BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS trunk_acl (

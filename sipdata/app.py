@@ -14,12 +14,15 @@ from sipdata import store as store_mod
 from sipdata.http import events, handlers, ops
 from sipdata.http.middleware import make_middleware
 from sipdata.metrics import Metrics
+from sipdata.records import Records
 from sipdata.reports import Reports
 from sipdata.service import Service
 from sipdata.settings import Settings
 from sipdata.warmer import Warmer
+from sipdata.writeback import WriteBack
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
+WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
@@ -47,8 +50,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         pool = await store_mod.create_pool(settings, min_size=0)
         service = Service(settings, redis, store_mod.Store(pool), metrics)
         app[handlers.SERVICE] = service
-        app[events.REPORTS] = Reports(service, redis, service.store, metrics)
+        records = Records(pool, on_retry=metrics.db_retries.inc)
+        app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
+        app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
         try:
             yield
         finally:
@@ -60,6 +65,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         jobs: list[Coroutine[Any, Any, None]] = [service.catalog.run(settings.catalog_refresh_s)]
         if settings.warmer_enabled:
             jobs.append(app[WARMER].run())
+        if settings.writeback_enabled:
+            jobs.extend(app[WRITEBACK].loops())
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             yield

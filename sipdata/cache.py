@@ -62,14 +62,13 @@ class Cache:
         self._next_generation = client.register_script(keys.NEXT_GENERATION_LUA)
         self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
         self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
-        self._register = client.register_script(keys.REGISTER_LUA)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
         return cls(connect(settings), timeout_s=settings.redis_timeout_ms / 1000)
 
     @asynccontextmanager
-    async def _translated(self, what: str, bulk: bool = False) -> AsyncIterator[None]:
+    async def translated(self, what: str, bulk: bool = False) -> AsyncIterator[None]:
         """Bound the call in time and turn client errors into CacheUnavailable."""
         try:
             async with asyncio.timeout(self.bulk_timeout_s if bulk else self.timeout_s):
@@ -83,35 +82,35 @@ class Cache:
         await self.client.aclose()
 
     async def ping(self) -> None:
-        async with self._translated("ping"):
+        async with self.translated("ping"):
             await self.client.ping()  # type: ignore[misc]
 
     # -- reads ---------------------------------------------------------------
 
     async def current_generation(self) -> int | None:
-        async with self._translated("read current generation"):
+        async with self.translated("read current generation"):
             raw = await self.client.get(keys.CURRENT)
         return int(raw) if raw else None
 
     async def manifest(self, gen: int) -> dict[str, Any] | None:
-        async with self._translated("read manifest"):
+        async with self.translated("read manifest"):
             raw = await self.client.get(keys.gen_key(keys.KIND_MANIFEST, gen))
         return orjson.loads(raw) if raw else None
 
     async def hash_all(self, kind: str, gen: int) -> dict[str, bytes]:
-        async with self._translated(f"read {kind}"):
+        async with self.translated(f"read {kind}"):
             raw = await self.client.hgetall(keys.gen_key(kind, gen))  # type: ignore[misc]
         return {k.decode(): v for k, v in raw.items()}
 
     async def hget(self, kind: str, gen: int, field: str) -> bytes | None:
-        async with self._translated(f"read {kind}"):
+        async with self.translated(f"read {kind}"):
             value: bytes | None = await self.client.hget(keys.gen_key(kind, gen), field)  # type: ignore[misc]
         return value
 
     async def hmget(self, kind: str, gen: int, fields: Sequence[str]) -> list[bytes | None]:
         if not fields:
             return []
-        async with self._translated(f"read {kind}"):
+        async with self.translated(f"read {kind}"):
             values: list[bytes | None] = await self.client.hmget(
                 keys.gen_key(kind, gen), list(fields)
             )  # type: ignore[misc]
@@ -131,7 +130,7 @@ class Cache:
         Read-through entries are fetched only where a generation miss may read
         through (credential, DID); ACL and LCR misses in a generation are final.
         """
-        async with self._translated("first round"):
+        async with self.translated("first round"):
             pipe = self.client.pipeline(transaction=False)
             pipe.get(keys.CURRENT)
             pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
@@ -161,7 +160,7 @@ class Cache:
         self, gen: int, org_id: str | None, trunk_ids: Iterable[str]
     ) -> tuple[bytes | None, dict[str, bytes | None]]:
         """The org's rules doc and the registrations of the trunks it may route to."""
-        async with self._translated("org routing"):
+        async with self.translated("org routing"):
             rules, flat = await self._org_routing(
                 keys=[
                     keys.gen_key(keys.KIND_CUSTOM, gen),
@@ -175,32 +174,32 @@ class Cache:
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, bytes | None]:
         if not trunk_ids:
             return {}
-        async with self._translated("read registrations"):
+        async with self.translated("read registrations"):
             values = await self.client.mget([keys.registration(t) for t in trunk_ids])
         return dict(zip(trunk_ids, values, strict=True))
 
     async def get_readthrough(self, kind: str, key: str) -> bytes | None:
-        async with self._translated("read-through get"):
+        async with self.translated("read-through get"):
             value: bytes | None = await self.client.get(keys.readthrough(kind, key))
         return value
 
     async def set_readthrough(self, kind: str, key: str, value: bytes, ttl_s: int) -> None:
-        async with self._translated("read-through set"):
+        async with self.translated("read-through set"):
             await self.client.set(keys.readthrough(kind, key), value, ex=ttl_s)
 
     # -- warmer ----------------------------------------------------------------
 
     async def acquire_lock(self, owner: str, ttl_s: int) -> bool:
-        async with self._translated("warmer lock"):
+        async with self.translated("warmer lock"):
             return bool(await self.client.set(keys.WARMER_LOCK, owner, nx=True, ex=ttl_s))
 
     async def release_lock(self, owner: str) -> None:
-        async with self._translated("warmer unlock"):
+        async with self.translated("warmer unlock"):
             if await self.client.get(keys.WARMER_LOCK) == owner.encode():
                 await self.client.delete(keys.WARMER_LOCK)
 
     async def next_generation(self) -> int:
-        async with self._translated("allocate generation"):
+        async with self.translated("allocate generation"):
             return int(
                 await self._next_generation(keys=[keys.SEQUENCE], args=[time.time_ns() // 10**6])
             )
@@ -209,7 +208,7 @@ class Cache:
         """Write a generation hash in batches; it expires unless `switch` adopts it."""
         name = keys.gen_key(kind, gen)
         items = list(mapping.items())
-        async with self._translated(f"write {kind}", bulk=True):
+        async with self.translated(f"write {kind}", bulk=True):
             for start in range(0, len(items), HSET_BATCH * 10):
                 pipe = self.client.pipeline(transaction=False)
                 for i in range(start, min(start + HSET_BATCH * 10, len(items)), HSET_BATCH):
@@ -218,30 +217,30 @@ class Cache:
                 await pipe.execute()
 
     async def write_manifest(self, gen: int, doc: Mapping[str, Any]) -> None:
-        async with self._translated("write manifest"):
+        async with self.translated("write manifest"):
             await self.client.set(
                 keys.gen_key(keys.KIND_MANIFEST, gen), orjson.dumps(doc), ex=keys.BUILD_TTL_S
             )
 
     async def switch(self, gen: int, grace_s: int) -> bool:
-        async with self._translated("switch generation"):
+        async with self.translated("switch generation"):
             done = await self._switch(
                 keys=[keys.CURRENT], args=[gen, grace_s, *keys.GENERATION_KINDS]
             )
         return bool(done)
 
     async def write_heartbeat(self, doc: Mapping[str, Any], ttl_s: int) -> None:
-        async with self._translated("heartbeat"):
+        async with self.translated("heartbeat"):
             await self.client.set(keys.HEARTBEAT, orjson.dumps(doc), ex=ttl_s)
 
     async def heartbeat(self) -> dict[str, Any] | None:
-        async with self._translated("read heartbeat"):
+        async with self.translated("read heartbeat"):
             raw = await self.client.get(keys.HEARTBEAT)
         return orjson.loads(raw) if raw else None
 
     async def restore_registrations(self, regs: Mapping[str, tuple[bytes, int]]) -> int:
         """Put database registrations back where Redis lost them (never over a live one)."""
-        async with self._translated("restore registrations", bulk=True):
+        async with self.translated("restore registrations", bulk=True):
             results: list[Any] = []
             if regs:
                 pipe = self.client.pipeline(transaction=False)
@@ -252,21 +251,8 @@ class Cache:
             await self._prune_online(keys=[keys.TRUNKS_ONLINE])
         return sum(1 for r in results if r)
 
-    # -- reports -------------------------------------------------------------
-
-    async def apply_registration(
-        self, trunk_id: str, value: bytes | None, ttl_s: int, ts: float
-    ) -> bool:
-        """Set (or, with value None, drop) a trunk's registration unless Redis has a newer one."""
-        async with self._translated("write registration"):
-            done = await self._register(
-                keys=[keys.registration(trunk_id), keys.TRUNKS_ONLINE],
-                args=[trunk_id, value or b"", max(ttl_s, 1), repr(ts)],
-            )
-        return bool(done)
-
-    async def append_call_event(self, doc: Mapping[str, Any]) -> str:
-        """Append a validated call report to the stream; its id once Redis has it."""
-        async with self._translated("append call event"):
-            entry_id = await self.client.xadd(keys.CALL_EVENTS, {b"event": orjson.dumps(doc)})
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    async def prune_online(self) -> int:
+        """Drop trunks whose registration key has lapsed from trunks:online."""
+        async with self.translated("prune online trunks"):
+            removed = await self._prune_online(keys=[keys.TRUNKS_ONLINE])
+        return int(removed)

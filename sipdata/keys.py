@@ -82,10 +82,40 @@ def readthrough(kind: str, key: str) -> str:
 
 
 # Call reports from Kamailio, appended once validated: an entry here is a
-# report sipdata has acknowledged. The CDR writer consumes and deletes them
-# (issue 4); nothing trims the stream, so an acknowledged report is never
-# dropped to make room.
+# report sipdata has acknowledged. The drainer (consumer group DRAIN_GROUP)
+# writes CDRs from them and then deletes them; nothing trims the stream, so an
+# acknowledged report is never dropped to make room. An entry the CDR writer
+# cannot use (no org to bill) moves to CALL_EVENTS_DEAD for a human.
 CALL_EVENTS: Final = "calls:events"
+CALL_EVENTS_DEAD: Final = "calls:dead"
+# Registration reports acknowledged while the database was away: applied to
+# Redis at once, to the database by the drainer when it is back.
+REGISTRATION_QUEUE: Final = "registrations:queue"
+DRAIN_GROUP: Final = "sipdata-drainer"
+
+# -- admission ----------------------------------------------------------------
+# A channel is a lease keyed by Call-ID: `lease:{call_id}` (hash: the channel
+# sets it sits in, and the decision's destinations for rating) and one member
+# per limit scope in `channels:{trunk|org|rule}:{id}` (sorted set, member =
+# Call-ID, score = when the lease lapses, in ms). Counting is ZCARD after
+# dropping lapsed members, so a lost report can only make a lease lapse, never
+# a count go negative or stick. Every set and lease carries a PEXPIRE at least
+# as long as its longest member, so none outlives its calls.
+CHANNEL_TRUNKS: Final = "channels:trunks"  # trunk ids with leases, for the write-back
+
+
+def lease(call_id: str) -> str:
+    return f"lease:{call_id}"
+
+
+def channels(scope: str, scope_id: str) -> str:
+    return f"channels:{scope}:{scope_id}"
+
+
+def call_rate(trunk_id: str, window: int) -> str:
+    """Seed key: admissions of a trunk in one-second window `window` (TTL 2 s)."""
+    return f"rate:calls:{trunk_id}:{window}"
+
 
 # The value a read-through entry holds for "the database has no such row".
 NEGATIVE: Final = b"-"
@@ -143,16 +173,20 @@ return {rules, regs}
 """
 
 # Apply one registration report to Redis unless a newer one is there already
-# (two reports of one trunk can race between the database and Redis).
+# (two reports of one trunk can race between the database and Redis): newer by
+# Kamailio's clock, or the same registration (Call-ID) at a higher CSeq.
 # KEYS[1] = registration:{id}, KEYS[2] = TRUNKS_ONLINE; ARGV[1] = trunk id,
-# ARGV[2] = value JSON with a "ts" field ('' = offline), ARGV[3] = TTL s,
-# ARGV[4] = the report's ts.
+# ARGV[2] = value JSON with ts, call_id, cseq ('' = offline), ARGV[3] = TTL s,
+# ARGV[4] = the report's ts, ARGV[5] its Call-ID, ARGV[6] its CSeq.
 REGISTER_LUA: Final = """
 local old = redis.call('GET', KEYS[1])
 if old then
   local ok, doc = pcall(cjson.decode, old)
-  if ok and type(doc) == 'table' and tonumber(doc['ts'] or 0) > tonumber(ARGV[4]) then
-    return 0
+  if ok and type(doc) == 'table' then
+    if tonumber(doc['ts'] or 0) > tonumber(ARGV[4]) then return 0 end
+    if doc['call_id'] == ARGV[5] and tonumber(doc['cseq'] or 0) > tonumber(ARGV[6]) then
+      return 0
+    end
   end
 end
 if ARGV[2] == '' then
@@ -163,6 +197,85 @@ else
   redis.call('SADD', KEYS[2], ARGV[1])
 end
 return 1
+"""
+
+# Admit a call unless a limit is full; the check and the admission are one
+# step. KEYS: 1 lease, 2 trunk set, 3 org set, 4 rule set, 5 rate window
+# counter, 6 CHANNEL_TRUNKS. ARGV: 1 call id, 2 now ms, 3 pending lease ms,
+# 4 set lifetime ms, 5 trunk max, 6 org max, 7 rule max, 8 rule id ('' = no
+# rule limit), 9 calls-per-second max, 10 window counter TTL s, 11 trunk id,
+# 12 lease doc. A limit < 0 is none. Answers ok | dup (this Call-ID holds a
+# lease already: a retransmission or the INVITE after a 407 counts once) |
+# trunk | org | rule | rate (the full limit).
+ADMIT_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'dup' end
+local now = tonumber(ARGV[2])
+local sets = {{KEYS[2], tonumber(ARGV[5]), 'trunk'}, {KEYS[3], tonumber(ARGV[6]), 'org'}}
+if ARGV[8] ~= '' then sets[3] = {KEYS[4], tonumber(ARGV[7]), 'rule'} end
+for _, s in ipairs(sets) do
+  redis.call('ZREMRANGEBYSCORE', s[1], '-inf', now)
+  if s[2] >= 0 and redis.call('ZCARD', s[1]) >= s[2] then return s[3] end
+end
+local cps = tonumber(ARGV[9])
+if cps >= 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= cps then return 'rate' end
+local tracked = {}
+for _, s in ipairs(sets) do
+  redis.call('ZADD', s[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', s[1], ARGV[4])
+  tracked[#tracked + 1] = s[1]
+end
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[10])
+redis.call('SADD', KEYS[6], ARGV[11])
+redis.call('PEXPIRE', KEYS[6], ARGV[4])
+redis.call('HSET', KEYS[1], 'sets', table.concat(tracked, ' '), 'doc', ARGV[12])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 'ok'
+"""
+
+# A call report: move the lease on and append the report to CALL_EVENTS, in
+# one step (acknowledged = in the stream = lease updated). start extends the
+# lease to the ringing time, answer to the longest call; neither ever shortens
+# it (GT), so a late start after an answer changes nothing. end and fail
+# release it. No lease (unknown call, lapsed lease, repeated end) = no change.
+# The lease doc travels with the report for rating. KEYS: 1 lease,
+# 2 CALL_EVENTS. ARGV: 1 call id, 2 event, 3 now ms, 4 ringing ms,
+# 5 longest call ms, 6 set lifetime ms, 7 report JSON.
+CALL_EVENT_LUA: Final = """
+local sets = redis.call('HGET', KEYS[1], 'sets')
+local doc = ''
+if sets then
+  doc = redis.call('HGET', KEYS[1], 'doc') or ''
+  if ARGV[2] == 'end' or ARGV[2] == 'fail' then
+    for key in string.gmatch(sets, '%S+') do redis.call('ZREM', key, ARGV[1]) end
+    redis.call('DEL', KEYS[1])
+  else
+    local ttl = tonumber(ARGV[4])
+    if ARGV[2] == 'answer' then ttl = tonumber(ARGV[5]) end
+    local expiry = tonumber(ARGV[3]) + ttl
+    for key in string.gmatch(sets, '%S+') do
+      redis.call('ZADD', key, 'GT', expiry, ARGV[1])
+      redis.call('PEXPIRE', key, ARGV[6])
+    end
+    redis.call('PEXPIRE', KEYS[1], ttl, 'GT')
+  end
+end
+return redis.call('XADD', KEYS[2], '*', 'event', ARGV[7], 'lease', doc)
+"""
+
+# Live channel counts per trunk (lapsed leases dropped first).
+# KEYS[1] = CHANNEL_TRUNKS; ARGV[1] = now ms. Answers [id, n, id, n, ...].
+CHANNEL_COUNTS_LUA: Final = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = 'channels:trunk:' .. id
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  local n = redis.call('ZCARD', key)
+  if n == 0 then redis.call('SREM', KEYS[1], id) end
+  out[#out + 1] = id
+  out[#out + 1] = n
+end
+return out
 """
 
 # Drop members of trunks:online whose registration key has expired; the set

@@ -53,3 +53,23 @@ class Metrics:
         self.generation = Gauge(
             "sipdata_generation", "Serving generation this process reads", registry=r
         )
+        self.db_retries = Counter(
+            "sipdata_db_retries",
+            "Write transactions retried after a serialization failure (SQLSTATE 40001)",
+            registry=r,
+        )
+        self.admissions = Counter(
+            "sipdata_admissions",
+            "Admission outcomes of routed calls (ok, dup, trunk, org, rule, rate, unchecked)",
+            ["outcome"],
+            registry=r,
+        )
+        self.drained = Counter(
+            "sipdata_drained",
+            "Queued reports written to the database, by stream and outcome",
+            ["stream", "outcome"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "sipdata_drain_backlog", "Entries waiting in a report stream", ["stream"], registry=r
+        )

@@ -14,7 +14,13 @@ from sipdata.store import Conn, translated
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What takes a database at version N-1 to N; schema.sql itself is always the
+# newest version, for a new database.
+UPGRADES = {
+    2: """ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS call_id VARCHAR(255);
+          ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS cseq BIGINT;""",
+}
 # Partitioned tables of the seed and their partition columns.
 PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages": "created_at"}
 
@@ -44,30 +50,43 @@ async def ensure_database(admin_url: str, name: str) -> bool:
             await conn.close()
 
 
+_RECORD = (
+    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2) "
+    "ON CONFLICT (version) DO NOTHING"
+)
+
+
+def _checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
 async def migrate(conn: Conn, today: dt.date, months_ahead: int = 3) -> MigrateResult:
-    """Apply schema.sql once (recording its version), then make sure partitions exist."""
+    """A new database gets schema.sql; an older one the upgrades it lacks, each once and
+    recorded; then partitions are made sure of."""
     sql = schema_sql()
-    checksum = hashlib.sha256(sql.encode()).hexdigest()
     applied = False
     async with translated("migrate"):
         has_table = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        recorded = None
+        current = 0
         if has_table:
+            current = await conn.fetchval("SELECT COALESCE(max(version), 0) FROM schema_migrations")
+        if current == 0:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(_RECORD, SCHEMA_VERSION, _checksum(sql))
+            applied = True
+        for version in range(current + 1 if current else SCHEMA_VERSION + 1, SCHEMA_VERSION + 1):
+            async with conn.transaction():
+                await conn.execute(UPGRADES[version])
+                await conn.execute(_RECORD, version, _checksum(UPGRADES[version]))
+            applied = True
+            log.info("schema_upgraded", version=version)
+        if current == SCHEMA_VERSION:
             recorded = await conn.fetchval(
                 "SELECT checksum FROM schema_migrations WHERE version = $1", SCHEMA_VERSION
             )
-        if recorded is None:
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2) "
-                    "ON CONFLICT (version) DO NOTHING",
-                    SCHEMA_VERSION,
-                    checksum,
-                )
-            applied = True
-        elif recorded != checksum:
-            log.warning("schema_changed_since_applied", version=SCHEMA_VERSION)
+            if recorded not in (_checksum(sql), _checksum(UPGRADES.get(SCHEMA_VERSION, ""))):
+                log.warning("schema_changed_since_applied", version=SCHEMA_VERSION)
     created = await ensure_partitions(conn, today, months_ahead)
     return MigrateResult(applied, SCHEMA_VERSION, created)
 

@@ -1,29 +1,38 @@
-"""Reports from Kamailio written back: registrations to the database then Redis, call events
-to a Redis stream. A report is acknowledged only once it is stored."""
+"""Reports from Kamailio written back. A report is acknowledged only once it is durable: in
+the database, or in a Redis stream the drainer empties into the database later."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import structlog
 
-from sipdata.cache import Cache
-from sipdata.decide.models import Registration, Trunk
+from sipdata.decide import rating
+from sipdata.decide.models import Trunk
 from sipdata.decide.reports import CallEvent, RegistrationReport
-from sipdata.errors import CacheUnavailable, NotFound
+from sipdata.errors import CacheUnavailable, NotFound, StoreUnavailable
+from sipdata.live import LiveState
 from sipdata.lookups import Lookups
 from sipdata.metrics import Metrics
-from sipdata.store import Store
+from sipdata.records import Records
+from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
 class Reports:
-    def __init__(self, lookups: Lookups, cache: Cache, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        lookups: Lookups,
+        live: LiveState,
+        records: Records,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
         self.lookups = lookups
-        self.cache = cache
-        self.store = store
+        self.live = live
+        self.records = records
         self.metrics = metrics
 
     async def _trunk(self, username: str) -> Trunk:
@@ -33,29 +42,22 @@ class Reports:
         return cred.trunk
 
     async def register(self, report: RegistrationReport) -> dict[str, Any]:
-        """The database is the record (acknowledged = committed); Redis follows it.
-
-        A Redis failure after the commit is logged, not returned: the warmer puts
-        every live database registration back into Redis on its next load.
-        """
+        """The database first; while it is away, the Redis queue (the drainer applies it
+        later, and the ordering guard makes a late application harmless). Redis's live
+        key follows either way; a Redis failure after a database commit is logged, not
+        returned, because the warmer restores live registrations from the database."""
         trunk = await self._trunk(report.username)
-        applied = await self.store.save_registration(trunk.id, report)
+        stored = "database"
+        try:
+            applied = await self.records.save_registration(trunk.id, report)
+        except StoreUnavailable as exc:
+            self.metrics.degraded.labels(exc.code).inc()
+            await self.live.queue_registration({"trunk_id": trunk.id, **report.to_json()})
+            applied, stored = True, "queue"
         cached = False
         if applied:
-            reg = Registration(
-                contact=report.contact,
-                expires=int(report.expires_at.timestamp()),
-                user_agent=report.user_agent,
-                received=report.received,
-            )
-            value = orjson.dumps({**reg.to_json(), "ts": report.ts.timestamp()})
             try:
-                cached = await self.cache.apply_registration(
-                    trunk.id,
-                    value if report.online else None,
-                    report.expires,
-                    report.ts.timestamp(),
-                )
+                cached = await self.live.apply_registration(trunk.id, report)
             except CacheUnavailable as exc:
                 self.metrics.degraded.labels(exc.code).inc()
                 log.warning("registration not cached", trunk_id=trunk.id, error=exc.message)
@@ -63,6 +65,7 @@ class Reports:
             "trunk_id": trunk.id,
             "online": report.online,
             "applied": applied,
+            "stored": stored,
             "cached": cached,
             "expires_at": report.expires_at.isoformat(),
         }
@@ -77,6 +80,20 @@ class Reports:
             "registration": reg.to_json() if reg else None,
         }
 
-    async def call_event(self, event: CallEvent) -> str:
-        """Acknowledged once Redis holds it; the CDR writer takes it from there."""
-        return await self.cache.append_call_event(event.to_json())
+    async def call_event(self, event: CallEvent) -> dict[str, Any]:
+        """The lease moves on and the report joins the stream in one Redis step. With Redis
+        away, an end or failure is written as a CDR directly (without the lease, so
+        without a rate); a start or answer cannot be stored and is refused (503)."""
+        doc = event.to_json()
+        try:
+            entry = await self.live.call_event(event.call_id, event.event, doc)
+        except CacheUnavailable as exc:
+            self.metrics.degraded.labels(exc.code).inc()
+            cdr = rating.cdr_of(
+                doc, None, self.settings.billing_minimum_s, self.settings.billing_increment_s
+            )
+            if cdr is None:
+                raise
+            await self.records.write_cdr(cdr)
+            return {"stored": "database", "call_id": event.call_id}
+        return {"stored": "stream", "id": entry, "call_id": event.call_id}

@@ -8,19 +8,32 @@ from typing import Any
 
 import orjson
 
-from sipdata.cache import FirstRound
+from sipdata.cache import Cache, FirstRound
 from sipdata.catalog import View
-from sipdata.decide import acl
+from sipdata.decide import acl, admission
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, identify, route
 from sipdata.decide.models import Registration, Trunk
 from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import Rule, ordered_matches
 from sipdata.errors import CacheUnavailable
+from sipdata.live import LiveState
 from sipdata.lookups import UNFETCHED, LcrEntry, Lookups, today
+from sipdata.metrics import Metrics
+from sipdata.settings import Settings
+from sipdata.store import Store
 
 
 class Service(Lookups):
     """What the HTTP handlers call."""
+
+    def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics) -> None:
+        super().__init__(settings, cache, store, metrics)
+        self.live = LiveState(
+            cache,
+            pending_s=settings.lease_pending_s,
+            ringing_s=settings.lease_ringing_s,
+            max_call_s=settings.max_call_s,
+        )
 
     async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
         async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
@@ -149,7 +162,42 @@ class Service(Lookups):
             carriers=await self.carriers(carrier_ids, view),
             trunks=targets,
         )
-        return self._answer(route(who, query, matched, facts, now), query, view, sources)
+        verdict = route(who, query, matched, facts, now)
+        verdict = await self._admit(verdict, query, {r.id: r.max_calls for r in matched})
+        return self._answer(verdict, query, view, sources)
+
+    async def _admit(
+        self, verdict: Verdict, query: InviteQuery, rule_max: dict[str, int | None]
+    ) -> Verdict:
+        """Take a channel lease for a routed call, or refuse it (decide/admission.py).
+
+        With Redis away the call is routed unchecked: carrying traffic on a degraded
+        store beats refusing every call, and the lapse is counted and logged.
+        """
+        limits = admission.limits_of(verdict, rule_max)
+        if limits is None:
+            return verdict
+        trunk = verdict.identity.trunk if verdict.identity else None
+        doc = {
+            "trunk_id": limits.trunk_id,
+            "org_id": limits.org_id,
+            "inbound": bool(trunk and trunk.is_carrier),
+            "legs": [
+                {**leg.explain(), **({"dst_uri": leg.dst_uri} if leg.dst_uri else {})}
+                for leg in verdict.legs
+            ],
+        }
+        try:
+            outcome = await self.live.admit(limits, query.call_id, doc)
+        except CacheUnavailable:
+            self.metrics.degraded.labels("admission").inc()
+            outcome = "unchecked"
+        self.metrics.admissions.labels(outcome).inc()
+        refused = admission.refused(verdict, outcome)
+        if refused is not None:
+            return refused
+        verdict.explain["admission"] = outcome
+        return verdict
 
     def _answer(
         self, verdict: Verdict, query: InviteQuery, view: View, sources: dict[str, str]

@@ -47,6 +47,23 @@ class Settings:
     api_token: str = ""
     # Longer than libcurl's 118 s idle reuse, so Kamailio never hits a closed socket.
     keepalive_timeout_s: float = 125.0
+    # Channel leases (docs/api.md, "Admission"): an admitted call whose start
+    # report never comes lapses after lease_pending_s; a started one after
+    # lease_ringing_s (longer than Kamailio's FR_INV_TIMER, 120 s); an answered
+    # one after max_call_s (longer than Kamailio's MAX_CALL_S, 4 h).
+    lease_pending_s: float = 10.0
+    lease_ringing_s: float = 180.0
+    max_call_s: float = 14460.0
+    # Write-back: drain queued reports into the database, sync channel counts,
+    # mark lapsed registrations offline (in `serve` unless disabled).
+    writeback_enabled: bool = True
+    channels_sync_s: float = 5.0
+    sweep_interval_s: float = 30.0
+    drain_batch: int = 200
+    drain_backoff_max_s: float = 30.0
+    # CDR rating: first billed block and the increment after it (6/6 by default).
+    billing_minimum_s: int = 6
+    billing_increment_s: int = 6
     log_level: str = "info"
     log_format: str = "json"
     access_log: bool = False
@@ -94,6 +111,17 @@ class Settings:
         _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
         _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
         _check(self.keepalive_timeout_s > 0, "SIPDATA_KEEPALIVE_TIMEOUT_S", "must be > 0")
+        _check(
+            0 < self.lease_pending_s <= self.lease_ringing_s <= self.max_call_s,
+            "SIPDATA_LEASE_PENDING_S",
+            "must be > 0 and <= SIPDATA_LEASE_RINGING_S <= SIPDATA_MAX_CALL_S",
+        )
+        _check(self.channels_sync_s > 0, "SIPDATA_CHANNELS_SYNC_S", "must be > 0")
+        _check(self.sweep_interval_s > 0, "SIPDATA_SWEEP_INTERVAL_S", "must be > 0")
+        _check(self.drain_batch >= 1, "SIPDATA_DRAIN_BATCH", "must be >= 1")
+        _check(self.drain_backoff_max_s > 0, "SIPDATA_DRAIN_BACKOFF_MAX_S", "must be > 0")
+        _check(self.billing_minimum_s >= 0, "SIPDATA_BILLING_MINIMUM_S", "must be >= 0")
+        _check(self.billing_increment_s >= 1, "SIPDATA_BILLING_INCREMENT_S", "must be >= 1")
         _check(
             self.log_level in {"debug", "info", "warning", "error"},
             "SIPDATA_LOG_LEVEL",

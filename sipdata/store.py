@@ -25,7 +25,6 @@ from sipdata.decide.models import (
     Trunk,
     is_uuid,
 )
-from sipdata.decide.reports import RegistrationReport
 from sipdata.decide.routes import trunk_address
 from sipdata.errors import StoreUnavailable
 from sipdata.settings import Settings
@@ -83,6 +82,7 @@ async def in_transaction(
     *,
     isolation: Isolation = "serializable",
     readonly: bool = False,
+    on_retry: Callable[[], None] | None = None,
 ) -> T:
     """Run `work` in a transaction, retrying the whole of it on SQLSTATE 40001.
 
@@ -103,6 +103,8 @@ async def in_transaction(
             retryable = isinstance(cause, asyncpg.PostgresError) and cause.sqlstate == "40001"
             if not retryable or attempt == MAX_TX_ATTEMPTS - 1:
                 raise
+            if on_retry is not None:
+                on_retry()
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
     raise AssertionError("unreachable")
 
@@ -112,10 +114,16 @@ async def in_transaction(
 _TRUNK_SQL = """
 SELECT t.id::text AS id, t.org_id::text AS org_id, t.name, t.username, t.password_hash,
        COALESCE(t.auth_type, 'digest') AS auth_type, COALESCE(t.status, 'active') AS status,
-       COALESCE(o.status, 'active') AS org_status, COALESCE(t.max_channels, 0) AS max_channels,
+       COALESCE(o.status, 'active') AS org_status, COALESCE(t.max_channels, -1) AS max_channels,
+       COALESCE(s.max_concurrent_calls, -1) AS org_max_calls,
+       COALESCE(CASE WHEN t.metadata->>'max_cps' ~ '^[0-9]{1,9}$'
+                     THEN (t.metadata->>'max_cps')::int END,
+                CASE WHEN s.rate_limits->>'calls_per_second' ~ '^[0-9]{1,9}$'
+                     THEN (s.rate_limits->>'calls_per_second')::int END, -1) AS max_cps,
        COALESCE(t.transport, 'UDP') AS transport, t.outbound_proxy, t.allowed_ips,
        EXISTS (SELECT 1 FROM lcr_rates r WHERE r.carrier_id = t.org_id) AS is_carrier
 FROM sip_trunks t JOIN organizations o ON o.id = t.org_id
+LEFT JOIN organization_settings s ON s.org_id = t.org_id
 """
 _ACL_SQL = """SELECT trunk_id::text AS trunk_id, host(ip_address) AS ip,
                     masklen(ip_address) AS masklen, subnet_mask FROM trunk_acl"""
@@ -165,6 +173,8 @@ def _trunk(row: asyncpg.Record, acl_rows: Iterable[asyncpg.Record]) -> Trunk:
         transport=row["transport"],
         networks=networks,
         max_channels=row["max_channels"],
+        org_max_calls=row["org_max_calls"],
+        max_cps=row["max_cps"],
     )
 
 
@@ -344,41 +354,6 @@ class Store:
                 f"{_REG_SQL} AND trunk_id = ANY($2::uuid[])", now, list(trunk_ids)
             )
         return {r["trunk_id"]: registration_of(r) for r in rows}
-
-    async def save_registration(self, trunk_id: str, report: RegistrationReport) -> bool:
-        """Upsert the trunk's registration; False when a newer report is already stored."""
-
-        def naive(value: dt.datetime) -> dt.datetime:
-            return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-        async def write(conn: Conn) -> bool:
-            row = await conn.fetchrow(
-                _SAVE_REG_SQL,
-                trunk_id,
-                report.contact,
-                report.received,
-                report.user_agent,
-                naive(report.expires_at),
-                naive(report.ts),
-                "online" if report.online else "offline",
-            )
-            return row is not None
-
-        return await in_transaction(self.pool, write)
-
-
-# Newer-or-equal reports win: a late, older report (by Kamailio's own clock)
-# leaves the row alone, and a repeated report changes nothing.
-_SAVE_REG_SQL = """
-INSERT INTO trunk_registrations AS r
-       (trunk_id, contact, received, user_agent, expires_at, last_seen, status)
-VALUES ($1::uuid, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (trunk_id) DO UPDATE
-   SET contact = EXCLUDED.contact, received = EXCLUDED.received,
-       user_agent = EXCLUDED.user_agent, expires_at = EXCLUDED.expires_at,
-       last_seen = EXCLUDED.last_seen, status = EXCLUDED.status
- WHERE r.last_seen IS NULL OR r.last_seen <= EXCLUDED.last_seen
-RETURNING trunk_id"""
 
 
 def registration_of(row: asyncpg.Record) -> Registration:

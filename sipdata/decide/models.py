@@ -37,7 +37,13 @@ class Trunk:
     address: str | None  # static target host[:port], see routes.trunk_address
     transport: str
     networks: tuple[str, ...]  # CIDRs from trunk_acl and allowed_ips
-    max_channels: int
+    # Admission limits; -1 = none. max_channels: sip_trunks.max_channels;
+    # org_max_calls: organization_settings.max_concurrent_calls; max_cps: the
+    # seed's rate:calls:{trunk_id}:max, from sip_trunks.metadata.max_cps or
+    # organization_settings.rate_limits.calls_per_second.
+    max_channels: int = -1
+    org_max_calls: int = -1
+    max_cps: int = -1
 
     @property
     def usable(self) -> bool:

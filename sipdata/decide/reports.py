@@ -52,6 +52,20 @@ class RegistrationReport:
     def expires_at(self) -> dt.datetime:
         return self.ts + dt.timedelta(seconds=self.expires if self.online else 0)
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as Kamailio sent it (registration_report reads it back)."""
+        return {
+            "username": self.username,
+            "contact": self.contact,
+            "received": self.received,
+            "source_ip": self.source_ip,
+            "user_agent": self.user_agent,
+            "expires": self.expires,
+            "call_id": self.call_id,
+            "cseq": self.cseq,
+            "ts": self.ts.timestamp(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:

@@ -22,8 +22,7 @@ async def register(request: web.Request) -> web.Response:
 async def call_event(request: web.Request) -> web.Response:
     doc = await params.read(request, request.app[MAX_BODY])
     event = reports.call_event(doc)
-    entry = await request.app[REPORTS].call_event(event)
-    return json_response({"stored": True, "id": entry, "call_id": event.call_id}, status=202)
+    return json_response(await request.app[REPORTS].call_event(event), status=202)
 
 
 async def registration(request: web.Request) -> web.Response:

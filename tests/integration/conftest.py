@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from sipdata import migrate, provision
-from sipdata.app import create_app
+from sipdata.app import WRITEBACK, create_app
 from sipdata.cache import Cache
 from sipdata.http.handlers import SERVICE
 from sipdata.metrics import Metrics
@@ -86,6 +86,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         redis_url=REDIS,
         warmer_enabled=False,
+        writeback_enabled=False,  # tests drive the write-back steps themselves
         catalog_refresh_s=0.05,
         generation_grace_s=5,
         log_format="console",
@@ -154,6 +155,10 @@ class Api:
         status, body = await self.get("/v1/decide/invite", **params)
         assert status == 200, body
         return body
+
+    @property
+    def writeback(self) -> Any:
+        return self.client.server.app[WRITEBACK]
 
     async def refresh(self) -> None:
         await self.service.catalog.refresh()

@@ -41,7 +41,7 @@ async def test_redis_down_decisions_read_the_database(settings: Settings) -> Non
     api = await start_api(dead_redis(settings))
     try:
         body = await api.decide(source_ip="127.0.0.10", to="12125551234")
-        assert body["verdict"] == "route"
+        assert body["verdict"] == "route", body
         assert set(body["explain"]["sources"].values()) == {"database"}
         status, ready = await api.get("/ready")
         assert status == 503 and any("redis" in r for r in ready["reasons"])
@@ -77,7 +77,7 @@ async def test_database_down_warm_redis_still_routes(
     api = await start_api(dead_db(settings, free_port()))
     try:
         body = await api.decide(source_ip="127.0.0.10", to="12125551234")
-        assert body["verdict"] == "route"
+        assert body["verdict"] == "route", body
         assert set(body["explain"]["sources"].values()) == {"generation"}
         digest_call = await api.decide(
             source_ip="127.0.0.9", to="12125551234", auth_user="acme-pbx"

@@ -120,18 +120,35 @@ async def test_bad_register_report_is_refused_and_stores_nothing(
     assert await cache.client.exists(keys.registration(PBX)) == 0
 
 
-async def test_database_down_register_is_503_and_nothing_cached(
+async def test_database_down_register_is_queued_and_live_in_redis(
     settings: Settings, cache: Cache
 ) -> None:
-    """Not acknowledged means not stored anywhere: Kamailio answers the REGISTER 503."""
+    """With the database away the report is acknowledged from the Redis queue, and calls
+    can reach the trunk at once (the drainer writes the database later)."""
     down = replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     api = await start_api(down)
     try:
         status, body = await api.post("/v1/events/register", report(time.time()))
     finally:
         await api.client.close()
+    assert status == 200 and body["stored"] == "queue" and body["cached"]
+    assert await cache.client.xlen(keys.REGISTRATION_QUEUE) == 1
+    assert await cache.client.exists(keys.registration(PBX)) == 1
+
+
+async def test_database_and_redis_down_register_is_503(settings: Settings) -> None:
+    """Stored nowhere means not acknowledged: Kamailio answers the REGISTER 503."""
+    down = replace(
+        settings,
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    api = await start_api(down)
+    try:
+        status, body = await api.post("/v1/events/register", report(time.time()))
+    finally:
+        await api.client.close()
     assert status == 503 and body["degraded"] is True
-    assert await cache.client.exists(keys.registration(PBX)) == 0
 
 
 async def test_call_event_is_acknowledged_once_in_the_stream(api: Api, cache: Cache) -> None:
@@ -143,7 +160,7 @@ async def test_call_event_is_acknowledged_once_in_the_stream(api: Api, cache: Ca
         "sdp": "v=0\r\nm=audio 4000 RTP/AVP 8\r\n",
     }
     status, body = await api.post("/v1/events/call", doc)
-    assert status == 202 and body["stored"] and body["call_id"] == "c-1"
+    assert status == 202 and body["stored"] == "stream" and body["call_id"] == "c-1"
     entries = await cache.client.xrange(keys.CALL_EVENTS)
     assert [e[0].decode() for e in entries] == [body["id"]]
     assert b'"codecs":["PCMA"]' in entries[0][1][b"event"]

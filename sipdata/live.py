@@ -1,0 +1,188 @@
+"""Redis writes of live state: channel leases, registrations, and the report streams the
+drainer empties into the database. Redis errors become CacheUnavailable (via Cache)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.decide.admission import Limits
+from sipdata.decide.models import Registration
+from sipdata.decide.reports import RegistrationReport
+
+Entry = tuple[str, dict[bytes, bytes]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class LiveState:
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        pending_s: float,
+        ringing_s: float,
+        max_call_s: float,
+    ) -> None:
+        self.cache = cache
+        self.client = cache.client
+        self.pending_ms = int(pending_s * 1000)
+        self.ringing_ms = int(ringing_s * 1000)
+        self.max_call_ms = int(max_call_s * 1000)
+        # Sets live a minute past their longest possible member.
+        self.set_ms = self.max_call_ms + 60_000
+        self._admit = self.client.register_script(keys.ADMIT_LUA)
+        self._call_event = self.client.register_script(keys.CALL_EVENT_LUA)
+        self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
+        self._register = self.client.register_script(keys.REGISTER_LUA)
+
+    # -- admission -----------------------------------------------------------
+
+    async def admit(self, limits: Limits, call_id: str, doc: Mapping[str, Any]) -> str:
+        """ok | dup | the name of the full limit (see keys.ADMIT_LUA)."""
+        now = now_ms()
+        async with self.cache.translated("admit"):
+            outcome = await self._admit(
+                keys=[
+                    keys.lease(call_id),
+                    keys.channels("trunk", limits.trunk_id),
+                    keys.channels("org", limits.org_id),
+                    keys.channels("rule", limits.rule_id or "-"),
+                    keys.call_rate(limits.trunk_id, now // 1000),
+                    keys.CHANNEL_TRUNKS,
+                ],
+                args=[
+                    call_id,
+                    now,
+                    self.pending_ms,
+                    self.set_ms,
+                    limits.trunk_max,
+                    limits.org_max,
+                    limits.rule_max,
+                    limits.rule_id or "",
+                    limits.cps_max,
+                    2,
+                    limits.trunk_id,
+                    orjson.dumps(doc),
+                ],
+            )
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    async def call_event(self, call_id: str, event: str, doc: Mapping[str, Any]) -> str:
+        """Move the call's lease on and append the report to the stream; the entry id."""
+        async with self.cache.translated("call event"):
+            entry = await self._call_event(
+                keys=[keys.lease(call_id), keys.CALL_EVENTS],
+                args=[
+                    call_id,
+                    event,
+                    now_ms(),
+                    self.ringing_ms,
+                    self.max_call_ms,
+                    self.set_ms,
+                    orjson.dumps(doc),
+                ],
+            )
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    async def channel_counts(self) -> dict[str, int]:
+        async with self.cache.translated("channel counts"):
+            flat = await self._counts(keys=[keys.CHANNEL_TRUNKS], args=[now_ms()])
+        return {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    # -- registrations -------------------------------------------------------
+
+    async def apply_registration(self, trunk_id: str, report: RegistrationReport) -> bool:
+        """Set (or drop) a trunk's registration unless Redis holds a newer one."""
+        ts = report.ts.timestamp()
+        # The key lives as long as the registration has left, not `expires` from now:
+        # a report that arrives late (queued through an outage) must not outlive it.
+        ttl = math.ceil(report.expires_at.timestamp() - time.time())
+        value = b""
+        if report.online and ttl > 0:
+            reg = Registration(
+                contact=report.contact,
+                expires=int(report.expires_at.timestamp()),
+                user_agent=report.user_agent,
+                received=report.received,
+            )
+            extra = {"ts": ts, "call_id": report.call_id, "cseq": report.cseq}
+            value = orjson.dumps({**reg.to_json(), **extra})
+        async with self.cache.translated("write registration"):
+            done = await self._register(
+                keys=[keys.registration(trunk_id), keys.TRUNKS_ONLINE],
+                args=[
+                    trunk_id,
+                    value,
+                    max(report.expires, 1),
+                    repr(ts),
+                    report.call_id,
+                    report.cseq,
+                ],
+            )
+        return bool(done)
+
+    async def queue_registration(self, doc: Mapping[str, Any]) -> str:
+        async with self.cache.translated("queue registration"):
+            entry = await self.client.xadd(keys.REGISTRATION_QUEUE, {b"report": orjson.dumps(doc)})
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    # -- streams (the drainer's side) ----------------------------------------
+
+    async def ensure_group(self, stream: str) -> None:
+        async with self.cache.translated("create consumer group"):
+            try:
+                await self.client.xgroup_create(stream, keys.DRAIN_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read(self, stream: str, consumer: str, count: int, *, backlog: bool) -> list[Entry]:
+        """Entries for this consumer: its own unacknowledged ones first (`backlog`), else new."""
+        async with self.cache.translated("read stream", bulk=True):
+            got = await self.client.xreadgroup(
+                keys.DRAIN_GROUP, consumer, {stream: "0" if backlog else ">"}, count=count
+            )
+        out: list[Entry] = []
+        for _name, entries in got or []:
+            for entry_id, fields in entries:
+                if fields:  # a deleted entry still pending shows up empty
+                    out.append((entry_id.decode(), fields))
+        return out
+
+    async def claim_stale(self, stream: str, consumer: str, idle_ms: int, count: int) -> int:
+        """Take over entries another consumer read and never acknowledged (it died)."""
+        async with self.cache.translated("claim stream entries"):
+            result = await self.client.xautoclaim(
+                stream, keys.DRAIN_GROUP, consumer, idle_ms, "0", count=count, justid=True
+            )
+        return len(result[1]) if result else 0
+
+    async def done(self, stream: str, ids: Sequence[str]) -> None:
+        """Acknowledge and delete: the database holds these now."""
+        if not ids:
+            return
+        async with self.cache.translated("acknowledge stream entries"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xack(stream, keys.DRAIN_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+            await pipe.execute()
+
+    async def dead_letter(self, stream: str, entry: Entry, why: str) -> None:
+        entry_id, fields = entry
+        async with self.cache.translated("dead-letter"):
+            pipe = self.client.pipeline(transaction=True)
+            dead: dict[Any, Any] = {**fields, b"why": why.encode(), b"from": stream.encode()}
+            pipe.xadd(keys.CALL_EVENTS_DEAD, dead)
+            pipe.xack(stream, keys.DRAIN_GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()

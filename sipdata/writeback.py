@@ -1,0 +1,164 @@
+"""Background write-back: drain the report streams into the database, keep
+`sip_trunks.channels_in_use` in step with the leases, mark lapsed registrations offline.
+
+The drainer reads with a consumer group, so an entry stays in the stream until
+the database holds its effect: entries read by a process that died are taken
+over after `CLAIM_IDLE_MS`, and a database outage only stops the loop (with
+backoff and jitter) until it is back. Every database write is idempotent, so
+an entry handled twice (a crash between the commit and the acknowledgement,
+or a 40003) changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import orjson
+import structlog
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.decide import rating
+from sipdata.decide.reports import registration_report
+from sipdata.errors import CacheUnavailable, InputError, StoreUnavailable
+from sipdata.live import Entry, LiveState
+from sipdata.metrics import Metrics
+from sipdata.records import Records
+from sipdata.settings import Settings
+
+log = structlog.get_logger(__name__)
+CLAIM_IDLE_MS = 60_000
+IDLE_SLEEP_S = 0.2
+
+
+class Unusable(Exception):
+    """An entry that no retry can write (it goes to the dead-letter stream)."""
+
+
+class WriteBack:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Cache,
+        live: LiveState,
+        records: Records,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.live = live
+        self.records = records
+        self.metrics = metrics
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._groups: set[str] = set()
+        self.streams: dict[str, Callable[[Entry], Awaitable[None]]] = {
+            keys.REGISTRATION_QUEUE: self._registration,
+            keys.CALL_EVENTS: self._call_event,
+        }
+
+    # -- handlers ------------------------------------------------------------
+
+    async def _registration(self, entry: Entry) -> None:
+        try:
+            doc = orjson.loads(entry[1][b"report"])
+            report = registration_report(doc)
+        except (KeyError, orjson.JSONDecodeError, InputError) as exc:
+            raise Unusable(f"bad registration entry: {exc}") from exc
+        await self.records.save_registration(doc["trunk_id"], report)
+
+    async def _call_event(self, entry: Entry) -> None:
+        fields = entry[1]
+        try:
+            event = orjson.loads(fields[b"event"])
+            lease = orjson.loads(fields[b"lease"]) if fields.get(b"lease") else None
+        except (KeyError, orjson.JSONDecodeError) as exc:
+            raise Unusable(f"bad call entry: {exc}") from exc
+        if event.get("event") not in ("end", "fail"):
+            return  # start and answer only moved the lease; the CDR comes with the end
+        cdr = rating.cdr_of(
+            event, lease, self.settings.billing_minimum_s, self.settings.billing_increment_s
+        )
+        if cdr is None:
+            raise Unusable("no org to bill: neither the report nor the lease names one")
+        await self.records.write_cdr(cdr)
+
+    # -- draining ------------------------------------------------------------
+
+    async def drain_once(self) -> int:
+        """One batch from each stream; how many entries were settled."""
+        settled = 0
+        for stream, handle in self.streams.items():
+            settled += await self._drain(stream, handle)
+        return settled
+
+    async def _drain(self, stream: str, handle: Callable[[Entry], Awaitable[None]]) -> int:
+        if stream not in self._groups:
+            await self.live.ensure_group(stream)
+            self._groups.add(stream)
+        batch = self.settings.drain_batch
+        await self.live.claim_stale(stream, self.consumer, CLAIM_IDLE_MS, batch)
+        entries = await self.live.read(stream, self.consumer, batch, backlog=True)
+        if not entries:
+            entries = await self.live.read(stream, self.consumer, batch, backlog=False)
+        done: list[str] = []
+        try:
+            for entry in entries:
+                try:
+                    await handle(entry)
+                except Unusable as exc:
+                    log.error("report unusable", stream=stream, id=entry[0], error=str(exc))
+                    await self.live.dead_letter(stream, entry, str(exc))
+                    self.metrics.drained.labels(stream, "dead").inc()
+                    continue
+                done.append(entry[0])
+                self.metrics.drained.labels(stream, "written").inc()
+        finally:
+            await self.live.done(stream, done)
+        return len(entries)
+
+    async def drain_loop(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                settled = await self.drain_once()
+            except (StoreUnavailable, CacheUnavailable) as exc:
+                backoff = min(self.settings.drain_backoff_max_s, max(0.5, backoff * 2))
+                log.warning("drain paused", error=exc.message, retry_in_s=round(backoff, 1))
+                await asyncio.sleep(random.uniform(backoff / 2, backoff))
+                continue
+            backoff = 0.0
+            if not settled:
+                await asyncio.sleep(IDLE_SLEEP_S)
+
+    # -- periodic jobs ---------------------------------------------------------
+
+    async def sync_channels(self) -> dict[str, int]:
+        counts = await self.live.channel_counts()
+        await self.records.sync_channels(counts)
+        return counts
+
+    async def sweep(self) -> list[str]:
+        gone = await self.records.sweep_registrations(dt.datetime.now(dt.UTC))
+        await self.cache.prune_online()
+        return gone
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            try:
+                await job()
+            except (StoreUnavailable, CacheUnavailable) as exc:
+                log.warning("write-back job failed", job=job.__name__, error=exc.message)
+            await asyncio.sleep(interval_s)
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        return [
+            self.drain_loop(),
+            self._every(self.settings.channels_sync_s, self.sync_channels),
+            self._every(self.settings.sweep_interval_s, self.sweep),
+        ]
