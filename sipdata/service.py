@@ -177,6 +177,9 @@ class Service(Lookups):
         limits = admission.limits_of(verdict, rule_max)
         if limits is None:
             return verdict
+        if query.dry_run:
+            verdict.explain["admission"] = "skipped"
+            return verdict
         trunk = verdict.identity.trunk if verdict.identity else None
         doc = {
             "trunk_id": limits.trunk_id,

@@ -40,6 +40,8 @@ class InviteQuery:
     auth_user: str | None = None
     auth_realm: str | None = None
     auth_algorithm: str | None = None
+    # Decide without taking a channel (operators' probes; never Kamailio).
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)

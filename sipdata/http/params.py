@@ -71,3 +71,18 @@ def uuid_text(params: Mapping[str, Any], name: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise InputError(f"{name} must be a UUID", field=name) from None
+
+
+def flag(params: Mapping[str, Any], name: str) -> bool:
+    """An optional boolean: true/1/yes or false/0/no (JSON booleans too); absent = false."""
+    value = params.get(name)
+    if value is None or value is False or value == "":
+        return False
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"0", "false", "no"}:
+        return False
+    raise InputError(f"{name} must be true or false", field=name)

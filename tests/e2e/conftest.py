@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 import pytest
 import redis
 
@@ -105,19 +104,21 @@ class Stack:
 
     def decide(self, source_ip: str, to: str) -> dict[str, Any]:
         result: dict[str, Any] = self.sipdata.get(
-            f"/v1/decide/invite?source_ip={source_ip}&to={to}&call_id=probe"
+            f"/v1/decide/invite?source_ip={source_ip}&to={to}&call_id=probe&dry_run=1"
         )
         return result
 
-    def call_events(self, call_id_part: str) -> list[dict[str, Any]]:
-        """Call reports sipdata acknowledged whose Call-ID contains `call_id_part`."""
+    def cdrs(self, call_id_part: str) -> list[dict[str, Any]]:
+        """CDR rows whose Call-ID contains `call_id_part` (written by sipdata's drainer)."""
+        rows = self.sql("SELECT * FROM cdrs WHERE call_id LIKE $1", f"%{call_id_part}%")
+        return [dict(r) for r in rows]
+
+    def channels(self, trunk_id: str) -> int:
+        """Live channel leases of a trunk in Redis."""
         client = redis.Redis(db=REDIS_DB)
-        out = []
-        for _id, fields in client.xrange("calls:events"):
-            doc = orjson.loads(fields[b"event"])
-            if call_id_part in doc["call_id"]:
-                out.append(doc)
-        return out
+        key = f"channels:trunk:{trunk_id}"
+        client.zremrangebyscore(key, "-inf", int(time.time() * 1000))
+        return int(client.zcard(key))
 
     def another_kamailio(self, defines: Sequence[str]) -> Kamailio:
         workdir = self.workdir / f"kamailio-{len(self.extra) + 1}"

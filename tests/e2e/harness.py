@@ -252,10 +252,9 @@ class Sipp:
         self.scenario_path = self.workdir / f"{scenario}.xml"
         self.scenario_path.write_text(text)
         self.ip = ip
-        self.port = port
-        cmd = [require("sipp"), "-sf", str(self.scenario_path), "-i", ip]
-        if port:
-            cmd += ["-p", str(port)]  # else SIPp picks a free one
+        # SIPp's own default is 5060, which two parties on one address would share
+        self.port = port or free_port(socket.SOCK_DGRAM, ip)
+        cmd = [require("sipp"), "-sf", str(self.scenario_path), "-i", ip, "-p", str(self.port)]
         cmd += ["-m", str(calls), "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin"]
         cmd += ["-mp", str(free_port(socket.SOCK_DGRAM, ip))]
         cmd += ["-trace_err", "-error_file", str(self.workdir / "errors.log")]

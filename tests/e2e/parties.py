@@ -17,8 +17,18 @@ def caller(
     *,
     scenario: str = "uac_call",
     args: Sequence[str] = (),
+    hold_ms: int = 200,
 ) -> Sipp:
-    return Sipp(scenario, stack.workdir, ip=ip, port=0, target=stack.target, service=to, args=args)
+    """A caller whose answered call lasts `hold_ms` before it sends BYE."""
+    return Sipp(
+        scenario,
+        stack.workdir,
+        ip=ip,
+        port=0,
+        target=stack.target,
+        service=to,
+        args=["-d", str(hold_ms), *args],
+    )
 
 
 def digest_caller(stack: Stack, to: str, password: str, scenario: str = "uac_call_auth") -> Sipp:

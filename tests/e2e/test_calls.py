@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -48,30 +49,41 @@ def test_ip_trunk_call_reaches_the_cheapest_carrier(
     assert all(not q.received() for q in quiet_carriers.values())
 
 
-def test_completed_call_is_reported_with_what_a_cdr_needs(stack: Stack) -> None:
-    """start, answer and end reach sipdata with trunk, parties, addresses, times and codecs."""
+def test_completed_call_leaves_a_rated_cdr(stack: Stack) -> None:
+    """Kamailio's start, answer and end reports become one CDR: trunk, parties, addresses,
+    times, the answering carrier's rate, cost and the answer's codecs."""
     with running(carrier(stack, BRAVO)):
-        call = caller(stack, LCR_NUMBER)
+        call = caller(stack, LCR_NUMBER, hold_ms=1500)
         result = call.run()
     assert result.successful == 1, result.errors
-    events = wait_for(
-        lambda: (e := stack.call_events(call.call_id_marker)) and len(e) >= 3 and e,
-        "three reports",
-    )
-    by_kind = {e["event"]: e for e in events}
-    assert set(by_kind) == {"start", "answer", "end"}
-    end = by_kind["end"]
-    assert end["trunk_id"] == demo_id("trunk:acme-ip")
-    assert end["org_id"] == demo_id("org:acme")
-    assert end["source_ip"] == ACME_IP
-    assert end["destination_ip"] == BRAVO
-    assert end["to"] == LCR_NUMBER
-    assert end["cause"] == "caller_bye"
-    assert by_kind["answer"]["codecs"] == ["PCMA", "telephone-event"]
-    invite, answer, ended = (
-        dt.datetime.fromisoformat(end[k]) for k in ("invite_ts", "answer_ts", "ts")
-    )
-    assert invite <= answer <= ended
+    (cdr,) = wait_for(lambda: stack.cdrs(call.call_id_marker), "the CDR")
+    assert str(cdr["trunk_id"]) == demo_id("trunk:acme-ip")
+    assert str(cdr["org_id"]) == demo_id("org:acme")
+    assert str(cdr["source_ip"]) == ACME_IP and str(cdr["destination_ip"]) == BRAVO
+    assert cdr["to_number"] == LCR_NUMBER
+    assert cdr["sip_response_code"] == 200 and cdr["termination_cause"] == "caller_bye"
+    assert orjson.loads(cdr["codecs_used"]) == ["PCMA", "telephone-event"]
+    assert cdr["start_time"] <= cdr["answer_time"] <= cdr["end_time"]
+    assert 1 <= cdr["duration"] <= 5 and cdr["billable_duration"] == 6
+    assert cdr["rate"] == Decimal("0.005") and cdr["cost"] == Decimal("0.0005")
+
+
+def test_full_trunk_refuses_the_next_call(stack: Stack, one_channel: str) -> None:
+    """acme-ip limited to one channel: while a call is up, the next one gets 503 and never
+    reaches a carrier; after it ends, calls go through again."""
+    bravo = carrier(stack, BRAVO)
+    with running(bravo):
+        held = caller(stack, LCR_NUMBER, hold_ms=4000).start()
+        wait_for(lambda: stack.channels(one_channel) == 1, "the first call's channel")
+        refused = refused_caller(stack, LCR_NUMBER, 503).run()
+        first = held.wait()
+        bravo.wait()
+    assert refused.returncode == 0 and refused.successful == 1, refused.errors
+    assert first.successful == 1, first.errors
+    wait_for(lambda: stack.channels(one_channel) == 0, "the channel to come back")
+    with running(carrier(stack, BRAVO)):
+        again = caller(stack, LCR_NUMBER).run()
+    assert again.successful == 1, again.errors
 
 
 def test_digest_trunk_is_challenged_then_routed(stack: Stack) -> None:
@@ -126,17 +138,30 @@ def test_busy_callee_is_not_retried_elsewhere(
         bravo.wait()
     assert result.returncode == 0 and result.successful == 1, result.errors
     assert all(not q.received() for q in quiet_carriers.values())
-    failed = wait_for(
-        lambda: [e for e in stack.call_events(call.call_id_marker) if e["event"] == "fail"],
-        "the failure report",
+    (cdr,) = wait_for(lambda: stack.cdrs(call.call_id_marker), "the CDR of the failed call")
+    assert (cdr["sip_response_code"], cdr["duration"], cdr["termination_cause"]) == (
+        486,
+        0,
+        "failed",
     )
-    assert failed[-1]["sip_code"] == 486
 
 
 def test_reject_rule_rejects_with_its_code(stack: Stack) -> None:
     """acme's rule blocks 1900 premium numbers with 403."""
     result = refused_caller(stack, "19005551234", 403).run()
     assert result.returncode == 0 and result.successful == 1, result.errors
+
+
+@pytest.fixture
+def one_channel(stack: Stack) -> Iterator[str]:
+    """acme-ip may hold one call at a time, for the length of a test."""
+    trunk_id = demo_id("trunk:acme-ip")
+    stack.sql("UPDATE sip_trunks SET max_channels = 1 WHERE id = $1", trunk_id)
+    stack.warm()
+    wait_for(lambda: stack.decide(ACME_IP, LCR_NUMBER)["verdict"] == "route", "the reload")
+    yield trunk_id
+    stack.sql("UPDATE sip_trunks SET max_channels = 100 WHERE id = $1", trunk_id)
+    stack.warm()
 
 
 @pytest.fixture

@@ -185,3 +185,12 @@ async def test_call_rate_limit_per_trunk_per_second(
         assert 0 < await cache.client.ttl(key) <= 2
     for key in await cache.client.keys("channels:*"):
         assert await cache.client.pttl(key) > 0
+
+
+async def test_dry_run_decides_without_taking_a_channel(api: Api, cache: Cache) -> None:
+    """Operators' probes (dry_run=1) see the verdict and leave capacity alone."""
+    probe = await api.decide(**CALL, call_id="probe", dry_run="1")
+    assert probe["verdict"] == "route" and probe["explain"]["admission"] == "skipped"
+    assert await live_channels(cache) == 0
+    status, body = await api.get("/v1/decide/invite", **CALL, call_id="p", dry_run="maybe")
+    assert status == 400 and body["error"]["field"] == "dry_run"
