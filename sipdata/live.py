@@ -159,6 +159,10 @@ class LiveState:
                     out.append((entry_id.decode(), fields))
         return out
 
+    async def length(self, stream: str) -> int:
+        async with self.cache.translated("stream length"):
+            return int(await self.client.xlen(stream))
+
     async def claim_stale(self, stream: str, consumer: str, idle_ms: int, count: int) -> int:
         """Take over entries another consumer read and never acknowledged (it died)."""
         async with self.cache.translated("claim stream entries"):

@@ -120,6 +120,7 @@ class WriteBack:
                 self.metrics.drained.labels(stream, "written").inc()
         finally:
             await self.live.done(stream, done)
+        self.metrics.backlog.labels(stream).set(await self.live.length(stream))
         return len(entries)
 
     async def drain_loop(self) -> None:
