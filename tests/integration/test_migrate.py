@@ -93,3 +93,34 @@ async def test_cdr_unique_per_call_and_start(pool: asyncpg.Pool) -> None:
 def test_partition_names_roll_over_the_year() -> None:
     names = [n for t, n, _, _ in migrate.partition_names(dt.date(2026, 11, 27), 3) if t == "cdrs"]
     assert names == ["cdrs_2026_11", "cdrs_2026_12", "cdrs_2027_01", "cdrs_2027_02"]
+
+
+async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
+    """A database migrated before the registration ordering columns gets migration 2,
+    recorded, and a second run applies nothing."""
+    admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    name = "sipdata_upgrade_test"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/" + name)
+    try:
+        await migrate.migrate(conn, dt.date.today())
+        await conn.execute(
+            "ALTER TABLE trunk_registrations DROP COLUMN call_id, DROP COLUMN cseq;"
+            "TRUNCATE schema_migrations; INSERT INTO schema_migrations (version, checksum) "
+            "VALUES (1, 'v1')"
+        )
+        result = await migrate.migrate(conn, dt.date.today())
+        assert (result.applied, result.version) == (True, 2)
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'trunk_registrations' AND column_name IN ('call_id', 'cseq')"
+        )
+        assert len(columns) == 2
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 2
+        again = await migrate.migrate(conn, dt.date.today())
+        assert again.applied is False
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
