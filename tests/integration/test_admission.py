@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,13 +23,20 @@ ACME_IP = demo_id("trunk:acme-ip")
 CALL = {"source_ip": "127.0.0.10", "to": "12125551234"}
 
 
-async def set_limits(
-    pool: asyncpg.Pool, settings: Settings, cache: Cache, api: Api, sql: str, *args: Any
-) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(sql, *args)
-    await warmer(settings, cache, pool).load_once()
-    await api.refresh()
+Limit = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def limit(pool: asyncpg.Pool, settings: Settings, cache: Cache, api: Api) -> Limit:
+    """Change a limit in the database and load it (as the warmer would)."""
+
+    async def apply(sql: str, *args: Any) -> None:
+        async with pool.acquire() as conn:
+            await conn.execute(sql, *args)
+        await warmer(settings, cache, pool).load_once()
+        await api.refresh()
+
+    return apply
 
 
 async def report(api: Api, call_id: str, event: str, **extra: Any) -> dict[str, Any]:
@@ -48,11 +56,9 @@ pytestmark = pytest.mark.usefixtures("warm")
 
 
 async def test_fifty_parallel_calls_at_limit_minus_one_admit_exactly_one(
-    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
+    api: Api, cache: Cache, limit: Limit
 ) -> None:
-    await set_limits(
-        pool, settings, cache, api, "UPDATE sip_trunks SET max_channels = 5 WHERE id = $1", ACME_IP
-    )
+    await limit("UPDATE sip_trunks SET max_channels = 5 WHERE id = $1", ACME_IP)
     for i in range(4):
         assert (await api.decide(**CALL, call_id=f"held-{i}"))["verdict"] == "route"
     answers = await asyncio.gather(*(api.decide(**CALL, call_id=f"race-{i}") for i in range(50)))
@@ -122,13 +128,9 @@ async def test_ending_an_unknown_call_is_a_no_op(api: Api, cache: Cache) -> None
 
 
 async def test_org_limit_counts_every_trunk_of_the_org(
-    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
+    api: Api, cache: Cache, limit: Limit
 ) -> None:
-    await set_limits(
-        pool,
-        settings,
-        cache,
-        api,
+    await limit(
         "UPDATE organization_settings SET max_concurrent_calls = 2 WHERE org_id = $1",
         demo_id("org:acme"),
     )
@@ -141,14 +143,10 @@ async def test_org_limit_counts_every_trunk_of_the_org(
 
 
 async def test_rule_limit_counts_calls_the_rule_routed(
-    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
+    api: Api, cache: Cache, limit: Limit
 ) -> None:
     """globex's 1800 rule with max_calls 1: a second toll-free call waits."""
-    await set_limits(
-        pool,
-        settings,
-        cache,
-        api,
+    await limit(
         "UPDATE routing_rules SET max_calls = 1 WHERE org_id = $1 AND match_pattern = '1800'",
         demo_id("org:globex"),
     )
@@ -160,16 +158,10 @@ async def test_rule_limit_counts_calls_the_rule_routed(
     assert other["verdict"] == "route"
 
 
-async def test_call_rate_limit_per_trunk_per_second(
-    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
-) -> None:
+async def test_call_rate_limit_per_trunk_per_second(api: Api, cache: Cache, limit: Limit) -> None:
     """max_cps 2: a burst of ten calls inside a second or two admits at most two per
     second, and every counter carries its expiry."""
-    await set_limits(
-        pool,
-        settings,
-        cache,
-        api,
+    await limit(
         """UPDATE sip_trunks SET metadata = '{"max_cps": "2"}' WHERE id = $1""",
         ACME_IP,
     )
