@@ -1,7 +1,8 @@
 """CDRs from call reports: durations, the rate of the destination that answered, the cost.
 
 Rating rule (docs/api.md): `duration` is the answered time, end - answer, in
-whole seconds rounded up (0 for a call never answered). `billable_duration` is
+whole seconds rounded half up, at least 1 for an answered call (0 for a call
+never answered). `billable_duration` is
 0 for an unanswered call, else `duration` rounded up to the billing increment
 and never below the minimum (defaults 6 s and 6 s: "6/6"; SIPDATA_BILLING_*).
 `cost` = rate per minute x billable seconds / 60, rounded half up to the 4
@@ -52,6 +53,13 @@ def billable(seconds: int, minimum_s: int, increment_s: int) -> int:
     return max(minimum_s, math.ceil(seconds / increment_s) * increment_s)
 
 
+def talk_seconds(answered: dt.datetime | None, ended: dt.datetime) -> int:
+    if answered is None or ended <= answered:
+        return 0
+    exact = Decimal((ended - answered).total_seconds())
+    return max(1, int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+
+
 def cost(rate_per_minute: Decimal, billable_s: int) -> Decimal:
     return (rate_per_minute * billable_s / 60).quantize(CENT_PLACES, rounding=ROUND_HALF_UP)
 
@@ -93,8 +101,7 @@ def cdr_of(
     answered = _stamp(event.get("answer_ts"))
     if not org_id:
         return None
-    seconds = math.ceil((ended - answered).total_seconds()) if answered else 0
-    seconds = max(seconds, 0)
+    seconds = talk_seconds(answered, ended)
     leg = answered_leg(lease.get("legs") or [], event.get("destination_ip")) if answered else None
     rate = Decimal(leg["rate"]) if leg and leg.get("rate") else None
     bill = billable(seconds, minimum_s, increment_s)

@@ -58,6 +58,18 @@ def test_billable_seconds(seconds: int, minimum: int, increment: int, billed: in
 
 
 @pytest.mark.parametrize(
+    ("talk", "seconds"),
+    [(None, 0), (-1.0, 0), (0.0, 0), (0.2, 1), (2.004, 2), (2.5, 3), (61.49, 61), (61.5, 62)],
+)
+def test_talk_time_rounds_half_up_and_an_answered_call_has_a_second(
+    talk: float | None, seconds: int
+) -> None:
+    answered = None if talk is None else T0
+    ended = T0 + dt.timedelta(seconds=talk or 0)
+    assert rating.talk_seconds(answered, ended) == seconds
+
+
+@pytest.mark.parametrize(
     ("rate", "seconds", "cost"),
     [("0.005", 66, "0.0055"), ("0.01", 6, "0.0010"), ("0.0123", 7, "0.0014"), ("0", 60, "0")],
 )
