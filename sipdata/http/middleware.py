@@ -57,6 +57,10 @@ def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
         except Exception:
             log.exception("unhandled", endpoint=endpoint)
             response = json_response(error_body("internal", "internal error"), status=500)
+        report_key = request.headers.get("X-Report-Key")
+        if report_key is not None:
+            # Kamailio files a report under this key until it is acknowledged
+            response.headers["X-Report-Key"] = report_key
         metrics.requests.labels(endpoint, str(response.status)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response

@@ -134,6 +134,7 @@ class Kamailio:
             f"SIP_LISTEN=udp:127.0.0.1:{self.port}",
             f'SIPDATA_URL="{sipdata_url}"',
             "SIP_CHILDREN=2",
+            'REPORT_RETRY_TIMER="name=reports;interval=1;mode=1;"',
             f'CTL_SOCKET="unix:{workdir}/kamailio-ctl"',
             f'RPC_FIFO="{workdir}/kamailio_rpc.fifo"',
             *defines,
@@ -181,6 +182,17 @@ class Kamailio:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def rpc(self, *command: str) -> str:
+        """A control command through kamcmd (e.g. `htable.dump reports`)."""
+        done = subprocess.run(
+            [require("kamcmd"), "-s", f"unix:{self.workdir}/kamailio-ctl", *command],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return done.stdout
 
     def script_faults(self) -> list[str]:
         """Errors that mean the routing script itself misbehaved (a failed assignment, a
@@ -297,6 +309,11 @@ class Sipp:
         result = self._result(rc)
         SUMMARIES.append(result.summary())
         return result
+
+    def messages(self) -> str:
+        """Every SIP message this SIPp sent and received (its -trace_msg file)."""
+        path = self.workdir / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def run(self, timeout_s: float = 60.0) -> SippResult:
         return self.start().wait(timeout_s)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from pathlib import Path
 
-from tests.e2e.conftest import ACME_IP, BRAVO, PBX, Stack
+from tests.e2e.conftest import ACME_IP, BRAVO, PBX, Stack, wait_for
 from tests.e2e.harness import Kamailio, Sipdata, Sipp, free_port, running
 from tests.e2e.parties import caller, carrier, refused_caller
 
@@ -15,8 +17,10 @@ LCR_NUMBER = "12125551234"
 def test_sipdata_stopped_gives_503_and_no_ban(stack: Stack) -> None:
     """With sipdata down every INVITE gets 503; once it is back the same caller is routed."""
     stack.sipdata.stop()
-    refused = [refused_caller(stack, LCR_NUMBER, 503).run() for _ in range(4)]
+    callers = [refused_caller(stack, LCR_NUMBER, 503) for _ in range(4)]
+    refused = [c.run() for c in callers]
     assert all(r.returncode == 0 and r.successful == 1 for r in refused), refused[0].errors
+    assert re.search(r"^Retry-After: \d+\s*$", callers[0].messages(), re.MULTILINE)
     stack.sipdata.start()
     with running(carrier(stack, BRAVO)):
         result = caller(stack, LCR_NUMBER).run()
@@ -84,3 +88,22 @@ def test_shared_secret_mismatch_is_503_and_the_right_secret_routes(
         sipdata.stop()
     assert refused.returncode == 0 and refused.successful == 1, refused.errors
     assert routed.returncode == 0 and routed.successful == 1, routed.errors
+
+
+def test_call_ending_while_sipdata_is_down_still_gets_its_cdr(stack: Stack) -> None:
+    """The BYE's report fails while sipdata is away; Kamailio keeps it and sends it again
+    once sipdata is back, so the CDR is written, rated, exactly once."""
+    with running(carrier(stack, BRAVO)) as (bravo,):
+        call = caller(stack, LCR_NUMBER, hold_ms=2500).start()
+        time.sleep(1.0)  # answered, and the answer reported
+        stack.sipdata.stop()
+        result = call.wait()
+        bravo.wait()
+    assert result.successful == 1, result.errors
+    assert not stack.cdrs(call.call_id_marker)
+    kept = wait_for(lambda: stack.kamailio.rpc("htable.dump", "reports"), "the kept report")
+    assert f"{call.call_id_marker[1:]}:end" in kept and "value" in kept
+    stack.sipdata.start()
+    (cdr,) = wait_for(lambda: stack.cdrs(call.call_id_marker), "the CDR after sipdata returns")
+    assert cdr["termination_cause"] == "caller_bye" and cdr["rate"] is not None
+    assert "call report not stored, will retry" in stack.kamailio.log()
