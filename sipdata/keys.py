@@ -224,8 +224,10 @@ for _, s in ipairs(sets) do
   redis.call('PEXPIRE', s[1], ARGV[4])
   tracked[#tracked + 1] = s[1]
 end
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ARGV[10])
+if cps >= 0 then
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[10])
+end
 redis.call('SADD', KEYS[6], ARGV[11])
 redis.call('PEXPIRE', KEYS[6], ARGV[4])
 redis.call('HSET', KEYS[1], 'sets', table.concat(tracked, ' '), 'doc', ARGV[12])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from sipdata.decide.digest import StoredHA1
@@ -54,7 +54,10 @@ class Trunk:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Trunk:
-        return cls(**{**doc, "networks": tuple(doc["networks"])})
+        # Fields this version does not know are ignored and missing ones take their
+        # defaults: old and new processes share Redis during a rolling upgrade.
+        known = {k: v for k, v in doc.items() if k in _TRUNK_FIELDS}
+        return cls(**{**known, "networks": tuple(doc["networks"])})
 
     def public(self) -> dict[str, Any]:
         """What a lookup reply tells about the trunk."""
@@ -67,6 +70,9 @@ class Trunk:
             "auth_type": self.auth_type,
             "is_carrier": self.is_carrier,
         }
+
+
+_TRUNK_FIELDS = frozenset(f.name for f in fields(Trunk))
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,3 +61,17 @@ def test_dedupe_keeps_first_and_rtjson_shape() -> None:
         "routing": "serial",
         "routes": [{"uri": "sip:a@x", "dst_uri": "sip:p"}],
     }
+
+
+def test_trunk_record_reads_across_versions() -> None:
+    """A trunk written by a newer warmer (unknown fields) or an older one (missing
+    limits) still reads: processes of two versions share Redis during an upgrade."""
+    from sipdata.decide.models import Trunk
+
+    from .factories import trunk
+
+    doc = trunk().to_json()
+    newer = Trunk.from_json({**doc, "added_in_a_later_version": 1})
+    assert newer == trunk()
+    older = {k: v for k, v in doc.items() if k not in ("org_max_calls", "max_cps")}
+    assert Trunk.from_json(older).max_cps == -1
