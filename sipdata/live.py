@@ -153,10 +153,16 @@ class LiveState:
                 keys.DRAIN_GROUP, consumer, {stream: "0" if backlog else ">"}, count=count
             )
         out: list[Entry] = []
+        gone: list[bytes] = []
         for _name, entries in got or []:
             for entry_id, fields in entries:
-                if fields:  # a deleted entry still pending shows up empty
+                if fields:
                     out.append((entry_id.decode(), fields))
+                else:  # deleted while pending: nothing left to write, only to acknowledge
+                    gone.append(entry_id)
+        if gone:
+            async with self.cache.translated("acknowledge deleted entries"):
+                await self.client.xack(stream, keys.DRAIN_GROUP, *gone)
         return out
 
     async def length(self, stream: str) -> int:
