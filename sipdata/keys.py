@@ -76,6 +76,11 @@ def registration(trunk_id: str) -> str:
     return f"registration:{trunk_id}"
 
 
+def registration_gone(trunk_id: str) -> str:
+    """Marker of a de-registration (see REGISTER_LUA); TTL = the longest registration."""
+    return f"registration:{trunk_id}:gone"
+
+
 def readthrough(kind: str, key: str) -> str:
     """A database answer cached after a miss: `rt:{kind}:{key}`, TTL from Settings."""
     return f"rt:{kind}:{key}"
@@ -174,27 +179,35 @@ return {rules, regs}
 
 # Apply one registration report to Redis unless a newer one is there already
 # (two reports of one trunk can race between the database and Redis): newer by
-# Kamailio's clock, or the same registration (Call-ID) at a higher CSeq.
-# KEYS[1] = registration:{id}, KEYS[2] = TRUNKS_ONLINE; ARGV[1] = trunk id,
-# ARGV[2] = value JSON with ts, call_id, cseq ('' = offline), ARGV[3] = TTL s,
-# ARGV[4] = the report's ts, ARGV[5] its Call-ID, ARGV[6] its CSeq.
+# Kamailio's clock, or the same registration (Call-ID) at a higher CSeq. Going
+# offline leaves a marker (`registration_gone`) holding the order fields for as
+# long as a registration can last, so a late, older report cannot bring the
+# binding back. KEYS[1] = registration:{id}, KEYS[2] = TRUNKS_ONLINE,
+# KEYS[3] = registration:{id}:gone; ARGV[1] = trunk id, ARGV[2] = value JSON
+# ('' = offline), ARGV[3] = TTL s, ARGV[4] = the report's ts, ARGV[5] its
+# Call-ID, ARGV[6] its CSeq, ARGV[7] = how long a marker stays (s).
 REGISTER_LUA: Final = """
-local old = redis.call('GET', KEYS[1])
-if old then
-  local ok, doc = pcall(cjson.decode, old)
-  if ok and type(doc) == 'table' then
-    if tonumber(doc['ts'] or 0) > tonumber(ARGV[4]) then return 0 end
-    if doc['call_id'] == ARGV[5] and tonumber(doc['cseq'] or 0) > tonumber(ARGV[6]) then
-      return 0
+for _, key in ipairs({KEYS[1], KEYS[3]}) do
+  local old = redis.call('GET', key)
+  if old then
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and type(doc) == 'table' then
+      if tonumber(doc['ts'] or 0) > tonumber(ARGV[4]) then return 0 end
+      if doc['call_id'] == ARGV[5] and tonumber(doc['cseq'] or 0) > tonumber(ARGV[6]) then
+        return 0
+      end
     end
   end
 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[3], cjson.encode({ts = tonumber(ARGV[4]), call_id = ARGV[5],
+    cseq = tonumber(ARGV[6])}), 'EX', ARGV[7])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
 end
 return 1
 """

@@ -15,7 +15,7 @@ from sipdata import keys
 from sipdata.cache import Cache
 from sipdata.decide.admission import Limits
 from sipdata.decide.models import Registration
-from sipdata.decide.reports import RegistrationReport
+from sipdata.decide.reports import MAX_EXPIRES, RegistrationReport
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -119,14 +119,19 @@ class LiveState:
             value = orjson.dumps({**reg.to_json(), **extra})
         async with self.cache.translated("write registration"):
             done = await self._register(
-                keys=[keys.registration(trunk_id), keys.TRUNKS_ONLINE],
+                keys=[
+                    keys.registration(trunk_id),
+                    keys.TRUNKS_ONLINE,
+                    keys.registration_gone(trunk_id),
+                ],
                 args=[
                     trunk_id,
                     value,
-                    max(report.expires, 1),
+                    max(ttl, 1),
                     repr(ts),
                     report.call_id,
                     report.cseq,
+                    MAX_EXPIRES,
                 ],
             )
         return bool(done)

@@ -188,3 +188,24 @@ async def test_api_token_guards_v1_but_not_probes(settings: Settings, pool: asyn
         assert (await api.client.get("/health")).status == 200
     finally:
         await api.client.close()
+
+
+async def test_late_older_report_cannot_undo_a_deregistration_in_redis(
+    api: Api, cache: Cache
+) -> None:
+    """The database path guards order itself; the Redis script must too, because a report
+    queued through a database outage reaches Redis without that guard."""
+    from sipdata.decide.reports import registration_report
+
+    live = api.service.live
+    now = time.time()
+    assert await live.apply_registration(PBX, registration_report(report(now)))
+    gone = registration_report(report(now + 20, expires=0, cseq=4))
+    assert await live.apply_registration(PBX, gone)
+    late = registration_report(report(now + 10, cseq=3))
+    assert not await live.apply_registration(PBX, late)
+    assert await cache.client.exists(keys.registration(PBX)) == 0
+    again = registration_report(report(now + 30, cseq=5))
+    assert await live.apply_registration(PBX, again)
+    assert await cache.client.exists(keys.registration(PBX)) == 1
+    assert await cache.client.exists(keys.registration_gone(PBX)) == 0
