@@ -89,8 +89,9 @@ def readthrough(kind: str, key: str) -> str:
 # Call reports from Kamailio, appended once validated: an entry here is a
 # report sipdata has acknowledged. The drainer (consumer group DRAIN_GROUP)
 # writes CDRs from them and then deletes them; nothing trims the stream, so an
-# acknowledged report is never dropped to make room. An entry the CDR writer
-# cannot use (no org to bill) moves to CALL_EVENTS_DEAD for a human.
+# acknowledged report is never dropped to make room. An entry of either report
+# stream that can never be written (no org to bill, a corrupt registration)
+# moves to CALL_EVENTS_DEAD, with a `from` and `why` field, for a human.
 CALL_EVENTS: Final = "calls:events"
 CALL_EVENTS_DEAD: Final = "calls:dead"
 # Registration reports acknowledged while the database was away: applied to

@@ -24,6 +24,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class LiveState:
     def __init__(
         self,
@@ -75,7 +79,7 @@ class LiveState:
                     orjson.dumps(doc),
                 ],
             )
-        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        return _text(outcome)
 
     async def call_event(self, call_id: str, event: str, doc: Mapping[str, Any]) -> str:
         """Move the call's lease on and append the report to the stream; the entry id."""
@@ -92,7 +96,7 @@ class LiveState:
                     orjson.dumps(doc),
                 ],
             )
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return _text(entry)
 
     async def channel_counts(self) -> dict[str, int]:
         async with self.cache.translated("channel counts"):
@@ -139,7 +143,7 @@ class LiveState:
     async def queue_registration(self, doc: Mapping[str, Any]) -> str:
         async with self.cache.translated("queue registration"):
             entry = await self.client.xadd(keys.REGISTRATION_QUEUE, {b"report": orjson.dumps(doc)})
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return _text(entry)
 
     # -- streams (the drainer's side) ----------------------------------------
 
@@ -151,23 +155,37 @@ class LiveState:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def read(self, stream: str, consumer: str, count: int, *, backlog: bool) -> list[Entry]:
-        """Entries for this consumer: its own unacknowledged ones first (`backlog`), else new."""
-        async with self.cache.translated("read stream", bulk=True):
+    async def read_own(self, stream: str, consumer: str, count: int) -> list[Entry]:
+        """Entries this consumer read (or claimed) and has not acknowledged yet."""
+        async with self.cache.translated("read own pending", bulk=True):
             got = await self.client.xreadgroup(
-                keys.DRAIN_GROUP, consumer, {stream: "0" if backlog else ">"}, count=count
+                keys.DRAIN_GROUP, consumer, {stream: "0"}, count=count
             )
-        out: list[Entry] = []
-        gone: list[bytes] = []
-        for _name, entries in got or []:
+        return (await self._entries(got)).get(stream, [])
+
+    async def read_new(
+        self, streams: Sequence[str], consumer: str, count: int, block_ms: int | None
+    ) -> dict[str, list[Entry]]:
+        """New entries of every stream in one call, waiting up to `block_ms` for some."""
+        async with self.cache.translated("read new entries", bulk=True):
+            got = await self.client.xreadgroup(
+                keys.DRAIN_GROUP, consumer, dict.fromkeys(streams, ">"), count, block_ms
+            )
+        return await self._entries(got)
+
+    async def _entries(self, got: Any) -> dict[str, list[Entry]]:
+        out: dict[str, list[Entry]] = {}
+        for name, entries in got or []:
+            stream = _text(name)
+            gone: list[bytes] = []
             for entry_id, fields in entries:
                 if fields:
-                    out.append((entry_id.decode(), fields))
+                    out.setdefault(stream, []).append((_text(entry_id), fields))
                 else:  # deleted while pending: nothing left to write, only to acknowledge
                     gone.append(entry_id)
-        if gone:
-            async with self.cache.translated("acknowledge deleted entries"):
-                await self.client.xack(stream, keys.DRAIN_GROUP, *gone)
+            if gone:
+                async with self.cache.translated("acknowledge deleted entries"):
+                    await self.client.xack(stream, keys.DRAIN_GROUP, *gone)
         return out
 
     async def length(self, stream: str) -> int:

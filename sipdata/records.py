@@ -45,11 +45,15 @@ WHERE NOT EXISTS (SELECT 1 FROM cdrs WHERE call_id = $1::varchar)
 ON CONFLICT (call_id, start_time) DO NOTHING
 RETURNING call_id"""
 
-_SYNC_CHANNELS_SQL = """
-UPDATE sip_trunks t SET channels_in_use = COALESCE(v.n, 0)
-  FROM sip_trunks s LEFT JOIN unnest($1::uuid[], $2::int[]) AS v(id, n) ON v.id = s.id
- WHERE t.id = s.id AND (v.id IS NOT NULL OR t.channels_in_use <> 0)
-   AND t.channels_in_use IS DISTINCT FROM COALESCE(v.n, 0)"""
+# Counts are absolute, so a repeated sync changes nothing; trunks with no
+# lease left go back to 0.
+_SET_CHANNELS_SQL = """
+UPDATE sip_trunks t SET channels_in_use = v.n
+  FROM unnest($1::uuid[], $2::int[]) AS v(id, n)
+ WHERE t.id = v.id AND t.channels_in_use IS DISTINCT FROM v.n"""
+_CLEAR_CHANNELS_SQL = """
+UPDATE sip_trunks SET channels_in_use = 0
+ WHERE channels_in_use <> 0 AND NOT (id = ANY($1::uuid[]))"""
 
 _SWEEP_SQL = """
 UPDATE trunk_registrations SET status = 'offline'
@@ -123,7 +127,8 @@ class Records:
         ids = list(counts)
 
         async def write(conn: Conn) -> None:
-            await conn.execute(_SYNC_CHANNELS_SQL, ids, [counts[i] for i in ids])
+            await conn.execute(_SET_CHANNELS_SQL, ids, [counts[i] for i in ids])
+            await conn.execute(_CLEAR_CHANNELS_SQL, ids)
 
         await in_transaction(self.pool, write, isolation="read_committed", on_retry=self.on_retry)
 

@@ -4,7 +4,9 @@
 The drainer reads with a consumer group, so an entry stays in the stream until
 the database holds its effect: entries read by a process that died are taken
 over after `CLAIM_IDLE_MS`, and a database outage only stops the loop (with
-backoff and jitter) until it is back. Every database write is idempotent, so
+backoff and jitter) until it is back. Idle, it costs one blocking read of both
+streams; its own unacknowledged entries are re-read only after a failure or a
+claim, and stale ones are looked for every `CLAIM_EVERY_S`. Every database write is idempotent, so
 an entry handled twice (a crash between the commit and the acknowledgement,
 or a 40003) changes nothing the second time.
 """
@@ -16,6 +18,7 @@ import datetime as dt
 import os
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -34,7 +37,8 @@ from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
 CLAIM_IDLE_MS = 60_000
-IDLE_SLEEP_S = 0.2
+CLAIM_EVERY_S = 30.0
+IDLE_BLOCK_MS = 1000
 
 
 class Unusable(Exception):
@@ -56,7 +60,10 @@ class WriteBack:
         self.records = records
         self.metrics = metrics
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self._groups: set[str] = set()
+        self._groups_ready = False
+        self._next_claim = 0.0
+        # Streams where this consumer may hold entries it read but did not settle.
+        self._own_pending: set[str] = set()
         self.streams: dict[str, Callable[[Entry], Awaitable[None]]] = {
             keys.REGISTRATION_QUEUE: self._registration,
             keys.CALL_EVENTS: self._call_event,
@@ -90,22 +97,42 @@ class WriteBack:
 
     # -- draining ------------------------------------------------------------
 
-    async def drain_once(self) -> int:
-        """One batch from each stream; how many entries were settled."""
+    async def drain_once(self, block_ms: int | None = None) -> int:
+        """Settle one batch: own unsettled entries first, else new ones (waiting up to
+        `block_ms` for them); how many entries were settled."""
+        streams = list(self.streams)
+        if not self._groups_ready:
+            for stream in streams:
+                await self.live.ensure_group(stream)
+            self._groups_ready = True
+        if time.monotonic() >= self._next_claim:
+            for stream in streams:
+                batch = self.settings.drain_batch
+                if await self.live.claim_stale(stream, self.consumer, CLAIM_IDLE_MS, batch):
+                    self._own_pending.add(stream)
+            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+        batches: dict[str, list[Entry]] = {}
+        for stream in sorted(self._own_pending):
+            own = await self.live.read_own(stream, self.consumer, self.settings.drain_batch)
+            if own:
+                batches[stream] = own
+            else:
+                self._own_pending.discard(stream)
+        if not batches:
+            batches = await self.live.read_new(
+                streams, self.consumer, self.settings.drain_batch, block_ms
+            )
+        # Read means pending until settled: if a stream's batch fails, the batches
+        # of the others are not settled either and must be read again first.
+        self._own_pending.update(batches)
         settled = 0
-        for stream, handle in self.streams.items():
-            settled += await self._drain(stream, handle)
+        for stream, entries in batches.items():
+            settled += await self._settle(stream, entries)
+            self._own_pending.discard(stream)
         return settled
 
-    async def _drain(self, stream: str, handle: Callable[[Entry], Awaitable[None]]) -> int:
-        if stream not in self._groups:
-            await self.live.ensure_group(stream)
-            self._groups.add(stream)
-        batch = self.settings.drain_batch
-        await self.live.claim_stale(stream, self.consumer, CLAIM_IDLE_MS, batch)
-        entries = await self.live.read(stream, self.consumer, batch, backlog=True)
-        if not entries:
-            entries = await self.live.read(stream, self.consumer, batch, backlog=False)
+    async def _settle(self, stream: str, entries: list[Entry]) -> int:
+        handle = self.streams[stream]
         done: list[str] = []
         try:
             for entry in entries:
@@ -127,15 +154,13 @@ class WriteBack:
         backoff = 0.0
         while True:
             try:
-                settled = await self.drain_once()
+                await self.drain_once(block_ms=IDLE_BLOCK_MS)
             except (StoreUnavailable, CacheUnavailable) as exc:
                 backoff = min(self.settings.drain_backoff_max_s, max(0.5, backoff * 2))
                 log.warning("drain paused", error=exc.message, retry_in_s=round(backoff, 1))
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))
                 continue
             backoff = 0.0
-            if not settled:
-                await asyncio.sleep(IDLE_SLEEP_S)
 
     # -- periodic jobs ---------------------------------------------------------
 

@@ -23,8 +23,8 @@ def _authorised(request: web.Request, expected: bytes) -> bool:
     """Operational endpoints (/health, /ready, /metrics) stay open for probes."""
     if not expected or not request.path.startswith("/v1/"):
         return True
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-    return hmac.compare_digest(given, expected)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return scheme == "Bearer" and hmac.compare_digest(token.encode(), expected)
 
 
 def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:

@@ -185,6 +185,10 @@ async def test_api_token_guards_v1_but_not_probes(settings: Settings, pool: asyn
             "/v1/acl", params={"ip": "127.0.0.10"}, headers={"Authorization": "Bearer s3cre"}
         )
         assert wrong.status == 401
+        bare = await api.client.get(
+            "/v1/acl", params={"ip": "127.0.0.10"}, headers={"Authorization": "s3cret"}
+        )
+        assert bare.status == 401  # the scheme is part of the check
         assert (await api.client.get("/health")).status == 200
     finally:
         await api.client.close()

@@ -101,7 +101,7 @@ async def test_entry_handled_twice_writes_one_cdr(api: Api, pool: asyncpg.Pool) 
     await api.post("/v1/events/call", call_report("twice", "end", time.time() - 70))
     wb = api.writeback
     await wb.live.ensure_group(keys.CALL_EVENTS)
-    entries = await wb.live.read(keys.CALL_EVENTS, "c1", 10, backlog=False)
+    entries = (await wb.live.read_new([keys.CALL_EVENTS], "c1", 10, None))[keys.CALL_EVENTS]
     for entry in entries + entries:
         await wb._call_event(entry)
     assert len(await cdrs(pool, "twice")) == 1
