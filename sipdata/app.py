@@ -57,6 +57,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         try:
             yield
         finally:
+            await service.lease_docs.aclose()
             await pool.close()
             await redis.close()
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 import structlog
@@ -23,11 +25,42 @@ from sipdata.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 
+MEMO_SIZE = 65536  # answers held; callers and their orgs are far fewer than calls
+MISSING: Final = object()
+
+
+class Memo:
+    """Answers already read from one generation, decoded, least recently used dropped.
+
+    A generation never changes once it serves, so an answer read from it stays
+    true for as long as the View that holds the memo: who a source address or a
+    digest user is, and an org's rules. Calls repeat callers, so the decision
+    asks Redis only for what differs per call (keys.DECIDE_LUA).
+    """
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, object], object] = OrderedDict()
+
+    def get(self, kind: str, key: object) -> object:
+        value = self._entries.get((kind, key), MISSING)
+        if value is not MISSING:
+            self._entries.move_to_end((kind, key))
+        return value
+
+    def put(self, kind: str, key: object, value: object) -> None:
+        self._entries[(kind, key)] = value
+        self._entries.move_to_end((kind, key))
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     gen: int | None = None
     acl_lengths: dict[int, tuple[int, ...]] = field(default_factory=dict)
     carriers: dict[str, Carrier] = field(default_factory=dict)
+    memo: Memo = field(default_factory=Memo, compare=False, repr=False)
 
 
 class Catalog:

@@ -221,33 +221,122 @@ return 1
 # 12 lease doc. A limit < 0 is none. Answers ok | dup (this Call-ID holds a
 # lease already: a retransmission or the INVITE after a 407 counts once) |
 # trunk | org | rule | rate (the full limit).
-ADMIT_LUA: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'dup' end
-local now = tonumber(ARGV[2])
-local sets = {{KEYS[2], tonumber(ARGV[5]), 'trunk'}, {KEYS[3], tonumber(ARGV[6]), 'org'}}
-if ARGV[8] ~= '' then sets[3] = {KEYS[4], tonumber(ARGV[7]), 'rule'} end
-for _, s in ipairs(sets) do
-  redis.call('ZREMRANGEBYSCORE', s[1], '-inf', now)
-  if s[2] >= 0 and redis.call('ZCARD', s[1]) >= s[2] then return s[3] end
+ADMIT_FN: Final = """
+local function admit(K, A)
+  if redis.call('EXISTS', K[1]) == 1 then return 'dup' end
+  local now = tonumber(A[2])
+  local sets = {{K[2], tonumber(A[5]), 'trunk'}, {K[3], tonumber(A[6]), 'org'}}
+  if A[8] ~= '' then sets[3] = {K[4], tonumber(A[7]), 'rule'} end
+  for _, s in ipairs(sets) do
+    redis.call('ZREMRANGEBYSCORE', s[1], '-inf', now)
+    if s[2] >= 0 and redis.call('ZCARD', s[1]) >= s[2] then return s[3] end
+  end
+  local cps = tonumber(A[9])
+  if cps >= 0 and tonumber(redis.call('GET', K[5]) or '0') >= cps then return 'rate' end
+  local tracked = {}
+  for _, s in ipairs(sets) do
+    redis.call('ZADD', s[1], now + tonumber(A[3]), A[1])
+    redis.call('PEXPIRE', s[1], A[4])
+    tracked[#tracked + 1] = s[1]
+  end
+  if cps >= 0 then
+    redis.call('INCR', K[5])
+    redis.call('EXPIRE', K[5], A[10])
+  end
+  redis.call('SADD', K[6], A[11])
+  redis.call('PEXPIRE', K[6], A[4])
+  redis.call('HSET', K[1], 'sets', table.concat(tracked, ' '), 'doc', A[12])
+  redis.call('PEXPIRE', K[1], A[3])
+  return 'ok'
 end
-local cps = tonumber(ARGV[9])
-if cps >= 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= cps then return 'rate' end
-local tracked = {}
-for _, s in ipairs(sets) do
-  redis.call('ZADD', s[1], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('PEXPIRE', s[1], ARGV[4])
-  tracked[#tracked + 1] = s[1]
-end
-if cps >= 0 then
-  redis.call('INCR', KEYS[5])
-  redis.call('EXPIRE', KEYS[5], ARGV[10])
-end
-redis.call('SADD', KEYS[6], ARGV[11])
-redis.call('PEXPIRE', KEYS[6], ARGV[4])
-redis.call('HSET', KEYS[1], 'sets', table.concat(tracked, ' '), 'doc', ARGV[12])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 'ok'
 """
+ADMIT_LUA: Final = ADMIT_FN + "return admit(KEYS, ARGV)\n"
+
+# The decision's one round trip once the caller and its rules are known from
+# the process's memo of the serving generation (service.Service._one_round):
+# the generation check, the longest stored LCR entry of each number asked for,
+# the DID and (for calls from carriers) its read-through entry, the
+# registrations of the trunks the call may go to (the DID's own trunk, found
+# here, and the rule targets named by the caller), and the admission
+# (ADMIT_FN) the call will need if it routes. Admitting before the route is
+# known saves the round trip; a call that then does not route gives its lease
+# back (RELEASE_LUA). A generation that is no longer current answers
+# {current} alone and admits nothing.
+# KEYS: 1 CURRENT, 2 the LCR hash, 3 the DID hash, 4 the DID's read-through
+# key, 5-10 ADMIT_FN's KEYS. ARGV[1]: one JSON object (a single argument costs
+# the client a fraction of packing thirty): gen (text), number, did_rt (bool:
+# read the DID's read-through key), numbers (to probe), registrations (trunk
+# ids), admit (ADMIT_FN's ARGV as an array; absent = do not admit).
+# Answers {current, {prefix, entry per number (false, false: none)}, did,
+# did read-through, {trunk id, registration ('' = none), ...}, admission}.
+DECIDE_LUA: Final = (
+    ADMIT_FN
+    + """
+local p = cjson.decode(ARGV[1])
+local cur = redis.call('GET', KEYS[1])
+if cur ~= p.gen then return {cur or false} end
+local lcr = {}
+for _, number in ipairs(p.numbers) do
+  local probes = {}
+  for len = #number, 1, -1 do probes[#probes + 1] = string.sub(number, 1, len) end
+  local found = redis.call('HMGET', KEYS[2], unpack(probes))
+  local prefix, entry = false, false
+  for j = 1, #probes do
+    if found[j] then
+      prefix, entry = probes[j], found[j]
+      break
+    end
+  end
+  lcr[#lcr + 1] = prefix
+  lcr[#lcr + 1] = entry
+end
+local did = redis.call('HGET', KEYS[3], p.number)
+local did_rt = false
+if not did and p.did_rt then did_rt = redis.call('GET', KEYS[4]) end
+local ids = {}
+for _, id in ipairs(p.registrations) do ids[#ids + 1] = id end
+local stored = did or did_rt
+if stored then
+  local ok, doc = pcall(cjson.decode, stored)
+  if ok and type(doc) == 'table' and type(doc.trunk) == 'table' and doc.trunk.id then
+    ids[#ids + 1] = doc.trunk.id
+  end
+end
+local regs = {}
+for _, id in ipairs(ids) do
+  regs[#regs + 1] = id
+  regs[#regs + 1] = redis.call('GET', 'registration:' .. id) or ''
+end
+local admission = false
+if type(p.admit) == 'table' then
+  admission = admit({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}, p.admit)
+end
+return {cur, lcr, did, did_rt, regs, admission}
+"""
+)
+
+# Give back a lease taken by DECIDE_LUA for a call that did not route after all
+# (the calls-per-second window keeps its count: that limit counts attempts).
+# KEYS[1] = the lease; ARGV[1] = the call id.
+RELEASE_LUA: Final = """
+local sets = redis.call('HGET', KEYS[1], 'sets')
+if sets then
+  for key in string.gmatch(sets, '%S+') do redis.call('ZREM', key, ARGV[1]) end
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+# Lease documents (the routed call's destinations, for rating its CDR) land
+# after the decision answered, many per call: KEYS = leases, ARGV = their
+# documents. A lease already gone (released, lapsed) is not brought back.
+LEASE_DOCS_LUA: Final = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HSET', KEYS[i], 'doc', ARGV[i]) end
+end
+return #KEYS
+"""
+
 
 # A call report: move the lease on and append the report to CALL_EVENTS, in
 # one step (acknowledged = in the stream = lease updated). start extends the

@@ -51,33 +51,44 @@ class LiveState:
 
     # -- admission -----------------------------------------------------------
 
+    def admit_keys(self, limits: Limits, call_id: str, now: int | None = None) -> list[str]:
+        """ADMIT_FN's KEYS for this call (shared with the decision's DECIDE_LUA)."""
+        window = (now or now_ms()) // 1000
+        return [
+            keys.lease(call_id),
+            keys.channels("trunk", limits.trunk_id),
+            keys.channels("org", limits.org_id),
+            keys.channels("rule", limits.rule_id or "-"),
+            keys.call_rate(limits.trunk_id, window),
+            keys.CHANNEL_TRUNKS,
+        ]
+
+    def admit_args(
+        self, limits: Limits, call_id: str, doc: Mapping[str, Any], now: int | None = None
+    ) -> list[Any]:
+        """ADMIT_FN's ARGV for this call."""
+        return [
+            call_id,
+            now or now_ms(),
+            self.pending_ms,
+            self.set_ms,
+            limits.trunk_max,
+            limits.org_max,
+            limits.rule_max,
+            limits.rule_id or "",
+            limits.cps_max,
+            2,
+            limits.trunk_id,
+            orjson.dumps(doc),
+        ]
+
     async def admit(self, limits: Limits, call_id: str, doc: Mapping[str, Any]) -> str:
         """ok | dup | the name of the full limit (see keys.ADMIT_LUA)."""
         now = now_ms()
         async with self.cache.translated("admit"):
             outcome = await self._admit(
-                keys=[
-                    keys.lease(call_id),
-                    keys.channels("trunk", limits.trunk_id),
-                    keys.channels("org", limits.org_id),
-                    keys.channels("rule", limits.rule_id or "-"),
-                    keys.call_rate(limits.trunk_id, now // 1000),
-                    keys.CHANNEL_TRUNKS,
-                ],
-                args=[
-                    call_id,
-                    now,
-                    self.pending_ms,
-                    self.set_ms,
-                    limits.trunk_max,
-                    limits.org_max,
-                    limits.rule_max,
-                    limits.rule_id or "",
-                    limits.cps_max,
-                    2,
-                    limits.trunk_id,
-                    orjson.dumps(doc),
-                ],
+                keys=self.admit_keys(limits, call_id, now),
+                args=self.admit_args(limits, call_id, doc, now),
             )
         return _text(outcome)
 

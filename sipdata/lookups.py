@@ -113,7 +113,7 @@ class Lookups:
     # -- plumbing ------------------------------------------------------------
 
     def _count(self, kind: str, source: str) -> None:
-        self.metrics.lookups.labels(kind, source).inc()
+        self.metrics.inc(self.metrics.lookups, kind, source)
 
     async def _view(self) -> View:
         view = self.catalog.view

@@ -1,4 +1,10 @@
-"""The combined INVITE decision: fetch in (at most) two Redis round trips, then `decide/`."""
+"""The combined INVITE decision: one Redis round trip once the caller is known, then `decide/`.
+
+Fast path (a caller seen before in this generation): identity and rules come
+from the view's memo, and one script (keys.DECIDE_LUA) brings the per-call
+data and takes the channel lease. Otherwise the general path: a pipeline, the
+org's rules, then the admission; cold or degraded parts read the database.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from typing import Any
 import orjson
 
 from sipdata.cache import Cache, FirstRound
-from sipdata.catalog import View
+from sipdata.catalog import MISSING, View
 from sipdata.decide import acl, admission
+from sipdata.decide.admission import Limits
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, identify, route
 from sipdata.decide.models import Registration, Trunk
 from sipdata.decide.numbers import prefixes
@@ -19,6 +26,7 @@ from sipdata.errors import CacheUnavailable
 from sipdata.live import LiveState
 from sipdata.lookups import UNFETCHED, LcrEntry, Lookups, today
 from sipdata.metrics import Metrics
+from sipdata.oneround import LeaseDocs, OneRound, Round
 from sipdata.settings import Settings
 from sipdata.store import Store
 
@@ -34,6 +42,8 @@ class Service(Lookups):
             ringing_s=settings.lease_ringing_s,
             max_call_s=settings.max_call_s,
         )
+        self.rounds = OneRound(cache, self.live)
+        self.lease_docs = LeaseDocs(self.rounds, on_error=metrics.degraded.labels("lease_docs").inc)
 
     async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
         async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
@@ -77,8 +87,17 @@ class Service(Lookups):
         """Round trip 1 (pipeline): generation check, ACL probes, credential, LCR
         prefixes, DID. Round trip 2 (script): the caller org's rules and the
         registrations they may need. Cold or degraded parts read the database."""
-        view, first = await self._first(await self._view(), query)
-        sources: dict[str, str] = {}
+        view = await self._view()
+        known = self._known(view, query)
+        if known is not None:
+            who, sources = known
+            if isinstance(who, Verdict):
+                return self._answer(who, query, view, sources)
+            answer = await self._one_round(who, query, now, view, sources)
+            if answer is not None:
+                return answer
+        view, first = await self._first(view, query)
+        sources = {}
         u: Any = UNFETCHED
 
         acl_hit, sources["acl"] = await self.acl(
@@ -86,6 +105,8 @@ class Service(Lookups):
             view,
             hits=first.acl if first else u,
         )
+        if sources["acl"] == "generation" and view.gen is not None:
+            view.memo.put("acl", query.source_ip, acl_hit)
         cred = None
         ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1
         if query.auth_user is not None and not ip_identified:
@@ -95,6 +116,8 @@ class Service(Lookups):
                 gen_raw=first.cred if first else u,
                 rt_raw=first.cred_rt if first else u,
             )
+            if sources["credential"] == "generation" and cred is not None:
+                view.memo.put("cred", query.auth_user, cred)
         who = identify(query, acl_hit, cred, self.settings.realm)
         if isinstance(who, Verdict):
             return self._answer(who, query, view, sources)
@@ -141,6 +164,8 @@ class Service(Lookups):
                 }
                 if org is not None:
                     rules, targets, sources["rules"] = await self.rules(org, view, raw=raw_rules)
+                    if sources["rules"] == "generation":
+                        view.memo.put("rules", org, (rules, targets))
         if regs is None:
             if org is not None:
                 rules, targets, sources["rules"] = await self.rules(org, View())
@@ -180,27 +205,172 @@ class Service(Lookups):
         if query.dry_run:
             verdict.explain["admission"] = "skipped"
             return verdict
-        trunk = verdict.identity.trunk if verdict.identity else None
-        doc = {
-            "trunk_id": limits.trunk_id,
-            "org_id": limits.org_id,
-            "inbound": bool(trunk and trunk.is_carrier),
-            "legs": [
-                {**leg.explain(), **({"dst_uri": leg.dst_uri} if leg.dst_uri else {})}
-                for leg in verdict.legs
-            ],
-        }
         try:
-            outcome = await self.live.admit(limits, query.call_id, doc)
+            outcome = await self.live.admit(limits, query.call_id, _lease_doc(verdict, limits))
         except CacheUnavailable:
             self.metrics.degraded.labels("admission").inc()
             outcome = "unchecked"
-        self.metrics.admissions.labels(outcome).inc()
+        self.metrics.inc(self.metrics.admissions, outcome)
         refused = admission.refused(verdict, outcome)
         if refused is not None:
             return refused
         verdict.explain["admission"] = outcome
         return verdict
+
+    # -- the fast path ---------------------------------------------------------
+
+    def _known(
+        self, view: View, query: InviteQuery
+    ) -> tuple[Identity | Verdict, dict[str, str]] | None:
+        """Who calls, from the memo of this generation alone (None: not known yet)."""
+        if view.gen is None:
+            return None
+        acl_hit = view.memo.get("acl", query.source_ip)
+        if acl_hit is MISSING:
+            return None
+        sources = {"acl": "generation"}
+        self._count("acl", "generation")
+        cred = None
+        ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1  # type: ignore[index]
+        if query.auth_user is not None and not ip_identified:
+            cred = view.memo.get("cred", query.auth_user)
+            if cred is MISSING:
+                return None  # unknown users read through to the database: the general path
+            sources["credential"] = "generation"
+            self._count("cred", "generation")
+        return identify(query, acl_hit, cred, self.settings.realm), sources  # type: ignore[arg-type]
+
+    async def _one_round(
+        self,
+        who: Identity,
+        query: InviteQuery,
+        now: dt.datetime,
+        view: View,
+        sources: dict[str, str],
+    ) -> dict[str, Any] | None:
+        """The decision in one Redis round trip, or None to take the general path
+        (rules not in the memo, Redis failing, or the generation just switched)."""
+        assert view.gen is not None
+        carrier = who.trunk.is_carrier
+        rules: tuple[Rule, ...] = ()
+        targets: dict[str, Trunk] = {}
+        if not carrier:
+            memo = view.memo.get("rules", who.trunk.org_id)
+            if memo is MISSING:
+                return None
+            rules, targets = memo  # type: ignore[misc]
+            sources["rules"] = "generation"
+            self._count("rules", "generation")
+        matched = ordered_matches(rules, query.to, now, query.call_id, who.trunk.id)
+        rule_max = {r.id: r.max_calls for r in matched}
+        numbers = [query.to]
+        for rule in matched:
+            target = rule.transform.apply(query.to)
+            if rule.action == "lcr" and target not in numbers:
+                numbers.append(target)
+        guess = None
+        if not query.dry_run:
+            guess = admission.limits_for(who.trunk, matched[0].id if matched else None, rule_max)
+        base = {"trunk_id": who.trunk.id, "org_id": who.trunk.org_id, "inbound": carrier}
+        try:
+            got = await self.rounds.fetch(
+                view.gen,
+                number=query.to,
+                numbers=numbers,
+                did_readthrough=carrier,
+                registrations=[t.id for t in targets.values() if t.address is None],
+                admit=(guess, query.call_id, {**base, "legs": []}) if guess else None,
+            )
+        except CacheUnavailable:
+            self.metrics.degraded.labels("redis").inc()
+            return None
+        if got.current != view.gen:
+            return None  # nothing was admitted; the general path refreshes the view
+        facts = await self._facts(
+            query,
+            now,
+            view,
+            got,
+            rules=rules,
+            targets=targets,
+            numbers=numbers,
+            carrier=carrier,
+            sources=sources,
+        )
+        verdict = route(who, query, matched, facts, now)
+        verdict = await self._settle(verdict, query, guess, got.admission, rule_max)
+        return self._answer(verdict, query, view, sources)
+
+    async def _facts(
+        self,
+        query: InviteQuery,
+        now: dt.datetime,
+        view: View,
+        got: Round,
+        *,
+        rules: tuple[Rule, ...],
+        targets: dict[str, Trunk],
+        numbers: list[str],
+        carrier: bool,
+        sources: dict[str, str],
+    ) -> RoutingFacts:
+        day = today(now)
+        did, sources["did"] = await self.did(
+            query.to, view, gen_raw=got.did, rt_raw=got.did_rt, read_through=carrier
+        )
+        entries: dict[str, LcrEntry | None] = {}
+        for number in numbers:
+            hit = got.lcr.get(number)
+            found = [hit[1] if hit and p == hit[0] else None for p in prefixes(number)]
+            entries[number], source = await self.lcr_entry(number, day, view, found=found)
+            sources.setdefault("lcr", source)
+        regs = {
+            k: Registration.from_json(orjson.loads(v)) for k, v in got.registrations.items() if v
+        }
+        if did and did.trunk and did.trunk.id not in got.registrations:
+            regs.update(await self.registrations([did.trunk.id]))  # a DID read from the database
+        return RoutingFacts(
+            did=did,
+            rules=rules,
+            registrations=regs,
+            lcr_entries=entries,
+            carriers=view.carriers,
+            trunks=targets,
+        )
+
+    async def _settle(
+        self,
+        verdict: Verdict,
+        query: InviteQuery,
+        guess: Limits | None,
+        outcome: str | None,
+        rule_max: dict[str, int | None],
+    ) -> Verdict:
+        """Keep, refuse or give back the lease the round trip took for this verdict."""
+        limits = admission.limits_of(verdict, rule_max)
+        if guess is None or outcome is None:
+            return await self._admit(verdict, query, rule_max)
+        if limits != guess:
+            # Not routed after all, or routed by another rule than the first
+            # that matched: the lease taken was not this call's to keep.
+            if outcome == "ok":
+                await self._give_back(query.call_id)
+            return verdict if limits is None else await self._admit(verdict, query, rule_max)
+        self.metrics.inc(self.metrics.admissions, outcome)
+        refused = admission.refused(verdict, outcome)
+        if refused is not None:
+            return refused
+        verdict.explain["admission"] = outcome
+        if outcome == "ok":
+            self.lease_docs.put(query.call_id, _lease_doc(verdict, limits))
+        return verdict
+
+    async def _give_back(self, call_id: str) -> None:
+        try:
+            await self.rounds.release(call_id)
+        except CacheUnavailable:
+            # The lease lapses by itself after lease_pending_s.
+            self.metrics.degraded.labels("admission").inc()
 
     def _answer(
         self, verdict: Verdict, query: InviteQuery, view: View, sources: dict[str, str]
@@ -209,3 +379,17 @@ class Service(Lookups):
         out["call_id"] = query.call_id
         out["explain"] = {**out["explain"], "sources": sources, "generation": view.gen}
         return out
+
+
+def _lease_doc(verdict: Verdict, limits: Limits) -> dict[str, Any]:
+    """What a lease keeps for the CDR: who is billed and where the call may go."""
+    trunk = verdict.identity.trunk if verdict.identity else None
+    return {
+        "trunk_id": limits.trunk_id,
+        "org_id": limits.org_id,
+        "inbound": bool(trunk and trunk.is_carrier),
+        "legs": [
+            {**leg.explain(), **({"dst_uri": leg.dst_uri} if leg.dst_uri else {})}
+            for leg in verdict.legs
+        ],
+    }

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sipdata.decide.invite import Verdict, reject
+from sipdata.decide.models import Trunk
 
 # Script answer -> reason. "ok" and "dup" admit; so does "unchecked" (the
 # service could not reach Redis and routes without limits rather than refuse
@@ -53,8 +54,12 @@ def limits_of(verdict: Verdict, rule_max_calls: dict[str, int | None]) -> Limits
     """The limits of a route verdict (None for other verdicts: nothing to admit)."""
     if verdict.verdict != "route" or verdict.identity is None:
         return None
-    trunk = verdict.identity.trunk
     rule_id = verdict.legs[0].rule_id if verdict.legs else None
+    return limits_for(verdict.identity.trunk, rule_id, rule_max_calls)
+
+
+def limits_for(trunk: Trunk, rule_id: str | None, rule_max_calls: dict[str, int | None]) -> Limits:
+    """The limits of a call from `trunk` whose first destination came from `rule_id`."""
     rule_max = rule_max_calls.get(rule_id) if rule_id else None
     return Limits(
         trunk_id=trunk.id,

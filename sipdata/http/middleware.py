@@ -61,8 +61,8 @@ def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
         if report_key is not None:
             # Kamailio files a report under this key until it is acknowledged
             response.headers["X-Report-Key"] = report_key
-        metrics.requests.labels(endpoint, str(response.status)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        metrics.inc(metrics.requests, endpoint, str(response.status))
+        metrics.observe(metrics.latency, time.perf_counter() - started, endpoint)
         return response
 
     return middleware

@@ -140,10 +140,14 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 10.0) 
 
 
 @pytest.fixture
-def stack(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+def stack(
+    e2e_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """`@pytest.mark.kamailio_defines(...)` adds -A defines for the test's Kamailio."""
+    marker = request.node.get_closest_marker("kamailio_defines")
     sipdata = Sipdata(e2e_env, tmp_path / "sipdata.log")
     sipdata.start()
-    kamailio = Kamailio(sipdata.url, tmp_path)
+    kamailio = Kamailio(sipdata.url, tmp_path, marker.args if marker else ())
     try:
         kamailio.start()
     except Exception:

@@ -130,15 +130,18 @@ class Kamailio:
         self.port = free_port(socket.SOCK_DGRAM)
         self.workdir = workdir
         self.log_path = workdir / "kamailio.log"
-        self.defines = [
+        defaults = [
             f"SIP_LISTEN=udp:127.0.0.1:{self.port}",
             f'SIPDATA_URL="{sipdata_url}"',
             "SIP_CHILDREN=2",
-            'REPORT_RETRY_TIMER="name=reports;interval=1;mode=1;"',
+            # Longer than any test waits: a report that arrives came through the
+            # outbox, not the retry (tests of the retry set it to 1 s).
+            'REPORT_RETRY_TIMER="name=reports;interval=300;mode=1;"',
             f'CTL_SOCKET="unix:{workdir}/kamailio-ctl"',
             f'RPC_FIFO="{workdir}/kamailio_rpc.fifo"',
-            *defines,
         ]
+        given = {d.split("=", 1)[0] for d in defines}
+        self.defines = [d for d in defaults if d.split("=", 1)[0] not in given] + list(defines)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

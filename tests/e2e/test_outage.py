@@ -7,6 +7,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import ACME_IP, BRAVO, PBX, Stack, wait_for
 from tests.e2e.harness import Kamailio, Sipdata, Sipp, free_port, running
 from tests.e2e.parties import caller, carrier, refused_caller
@@ -90,6 +92,7 @@ def test_shared_secret_mismatch_is_503_and_the_right_secret_routes(
     assert routed.returncode == 0 and routed.successful == 1, routed.errors
 
 
+@pytest.mark.kamailio_defines('REPORT_RETRY_TIMER="name=reports;interval=1;mode=1;"')
 def test_call_ending_while_sipdata_is_down_still_gets_its_cdr(stack: Stack) -> None:
     """The BYE's report fails while sipdata is away; Kamailio keeps it and sends it again
     once sipdata is back, so the CDR is written, rated, exactly once."""

@@ -1,0 +1,152 @@
+"""`make bench`: every benchmark in one run, results to bench/results/ and a summary.
+
+    .venv/bin/python -m bench.run [--only http,sip,import] [--workers N] [--quick]
+
+Sections: `http` (wrk: /health floor, the decision on the demo and the large data
+set, then paced at 70 %), `sip` (SIPp through Kamailio: fixed destination,
+Kamailio's own modules, Kamailio with sipdata), `import` (a 1,000,000-prefix
+deck). Each uses its own database and Redis db, so the dev database is untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis
+
+from bench import dataset, deck_import, http_load, sip_load
+from bench.procs import ROOT, env_for, serving, sipdata
+
+RESULTS = ROOT / "bench" / "results"
+TOKEN = "bench-token"
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            x.split(":", 1)[1].strip()
+            for x in Path("/proc/cpuinfo").read_text().splitlines()
+            if x.startswith("model name")
+        ),
+        "unknown",
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "sipdata", "kamailio"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "commit": commit + ("+dirty" if dirty else ""),
+    }
+
+
+async def prepare(database: str, redis_db: int, *, large: bool) -> dataset.Cases:
+    """A fresh-enough database with the demo (and bulk) data, limits lifted, warmed."""
+    env = env_for(database, redis_db)
+    sipdata(env, "migrate")
+    sipdata(env, "demo-data")
+    conn = await asyncpg.connect(env["SIPDATA_DATABASE_URL"])
+    try:
+        await dataset.lift_demo_limits(conn)
+        cases = await dataset.load_bulk(conn, dataset.Size()) if large else dataset.DEMO_CASES
+    finally:
+        await conn.close()
+    redis.Redis(db=redis_db).flushdb()
+    sipdata(env, "warm")
+    return cases
+
+
+def http_section(workers: int, quick: bool) -> dict[str, Any]:
+    load = http_load.Load(seconds=5 if quick else 15)
+    out: dict[str, Any] = {"workers": workers, "load": load.__dict__}
+    for name, large, redis_db in (("demo", False, 11), ("large", True, 12)):
+        database = f"sipdata_bench_{name}"
+        cases = asyncio.run(prepare(database, redis_db, large=large))
+        path = RESULTS / f"cases-{name}.txt"
+        out[f"{name}_cases"] = dataset.write_cases(str(path), cases)
+        # The warmer runs as its own process in a deployment with big decks (a
+        # rebuild of 300,000 rates would otherwise share the serving CPU); the
+        # generation was built by prepare().
+        env = env_for(database, redis_db, SIPDATA_API_TOKEN=TOKEN, SIPDATA_WARMER_ENABLED="false")
+        with serving(env, workers, RESULTS / f"sipdata-{name}.log") as (url, pids):
+            out[name] = http_load.decision_suite(url, pids, path, TOKEN, load)
+    return out
+
+
+def summary(results: dict[str, Any]) -> str:
+    lines = [f"machine: {json.dumps(results['machine'])}"]
+    http = results.get("http")
+    if http:
+        lines.append(f"HTTP ({http['workers']} sipdata worker(s), wrk {http['load']})")
+        for name in ("demo", "large"):
+            r = http[name]
+            for key in ("health", "decide", "decide_70pct"):
+                x = r[key]
+                lines.append(
+                    f"  {name:5} {key:13} {x['rps']:8.0f} req/s  p50 {x['p50_us'] / 1000:.2f} ms"
+                    f"  p90 {x['p90_us'] / 1000:.2f}  p99 {x['p99_us'] / 1000:.2f}"
+                    f"  cpu {x['cpu_ms_per_request']:.3f} ms/req ({x['per_core_rps']:.0f}/core-s)"
+                    f"  verdicts r/c/j/err {x.get('route', '-')}/{x.get('challenge', '-')}"
+                    f"/{x.get('reject', '-')}/{x.get('http_error', '-')}"
+                )
+            lines.append(f"  {name:5} decide/health = {r['decide_over_health']:.2f}")
+    sip = results.get("sip")
+    if sip:
+        lines.extend(sip_load.summary_lines(sip))
+    deck = results.get("import")
+    if deck:
+        lines.extend(deck_import.summary_lines(deck))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", default="http,sip,import")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="short runs, to check the harness")
+    args = p.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    if "http" in only:
+        results["http"] = http_section(args.workers, args.quick)
+    if "sip" in only:
+        env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN=TOKEN)
+        asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
+        results["sip"] = sip_load.run_all(env, TOKEN, RESULTS, args.workers, args.quick)
+    if "import" in only:
+        results["import"] = deck_import.run(RESULTS, quick=args.quick)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2))
+    text = summary(results)
+    (RESULTS / f"{stamp}.txt").write_text(text + "\n")
+    print(text)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The decision's single Redis round trip (keys.DECIDE_LUA) and the lease writes around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.decide.admission import Limits
+from sipdata.errors import CacheUnavailable
+from sipdata.live import LiveState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What DECIDE_LUA brought back (raw bytes; None = absent)."""
+
+    current: int | None
+    lcr: dict[str, tuple[str, bytes] | None]  # number -> (stored prefix, entry)
+    did: bytes | None
+    did_rt: bytes | None
+    registrations: dict[str, bytes | None]
+    admission: str | None  # None: not asked to admit
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class OneRound:
+    def __init__(self, cache: Cache, live: LiveState) -> None:
+        self.cache = cache
+        self.live = live
+        self._decide = cache.client.register_script(keys.DECIDE_LUA)
+        self._release = cache.client.register_script(keys.RELEASE_LUA)
+        self._docs = cache.client.register_script(keys.LEASE_DOCS_LUA)
+
+    async def fetch(
+        self,
+        gen: int,
+        *,
+        number: str,
+        numbers: Sequence[str],
+        did_readthrough: bool,
+        registrations: Sequence[str],
+        admit: tuple[Limits, str, Mapping[str, Any]] | None,
+    ) -> Round:
+        params: dict[str, Any] = {
+            "gen": str(gen),
+            "number": number,
+            "did_rt": did_readthrough,
+            "numbers": list(numbers),
+            "registrations": list(registrations),
+        }
+        admit_keys = ["-"] * 6
+        if admit is not None:
+            limits, call_id, doc = admit
+            admit_keys = self.live.admit_keys(limits, call_id)
+            args = self.live.admit_args(limits, call_id, doc)
+            args[-1] = args[-1].decode()  # the lease doc, as text inside the JSON
+            params["admit"] = args
+        async with self.cache.translated("decide"):
+            out = await self.cache.lane.script(
+                self._decide,
+                [
+                    keys.CURRENT,
+                    keys.gen_key(keys.KIND_LCR, gen),
+                    keys.gen_key(keys.KIND_DID, gen),
+                    keys.readthrough("did", number),
+                    *admit_keys,
+                ],
+                [orjson.dumps(params)],
+            )
+        current = int(out[0]) if out[0] else None
+        if current != gen:
+            return Round(current, {}, None, None, {}, None)
+        flat_lcr, flat_regs = out[1], out[4]
+        lcr = {
+            n: (_text(flat_lcr[2 * i]), flat_lcr[2 * i + 1]) if flat_lcr[2 * i] else None
+            for i, n in enumerate(numbers)
+        }
+        regs = {
+            _text(flat_regs[i]): (flat_regs[i + 1] or None) for i in range(0, len(flat_regs), 2)
+        }
+        return Round(
+            current=current,
+            lcr=lcr,
+            did=out[2],
+            did_rt=out[3],
+            registrations=regs,
+            admission=_text(out[5]) if admit is not None and out[5] else None,
+        )
+
+    async def release(self, call_id: str) -> None:
+        """Give back a lease taken for a call that did not route after all."""
+        async with self.cache.translated("release"):
+            await self._release(keys=[keys.lease(call_id)], args=[call_id])
+
+    async def write_docs(self, docs: Mapping[str, bytes]) -> None:
+        async with self.cache.translated("lease docs"):
+            await self._docs(keys=[keys.lease(c) for c in docs], args=list(docs.values()))
+
+
+class LeaseDocs:
+    """Lease documents written after the decision answered, many per Redis call.
+
+    The destinations of a routed call are only known once the round trip that
+    admitted it is back; the CDR needs them when the call ends (seconds later
+    at the earliest), so they need not hold up the answer. Under load one
+    write carries the documents of every decision made meanwhile.
+    """
+
+    def __init__(self, rounds: OneRound, on_error: Any = None) -> None:
+        self.rounds = rounds
+        self.on_error = on_error
+        self._pending: dict[str, bytes] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, call_id: str, doc: Mapping[str, Any]) -> None:
+        self._pending[call_id] = orjson.dumps(doc)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                await self.rounds.write_docs(batch)
+            except CacheUnavailable as exc:
+                # The call still routes and ends normally; its CDR lacks the rate.
+                log.warning("lease_docs_not_written", calls=len(batch), why=str(exc))
+                if self.on_error is not None:
+                    self.on_error()
+
+    async def aclose(self) -> None:
+        """Write what is pending (shutdown)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

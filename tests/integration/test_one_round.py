@@ -1,0 +1,174 @@
+"""The decision's fast path on real Redis: a caller already seen in this generation is
+decided in one round trip, and the lease that round trip takes is kept, given
+back or replaced exactly as the general path would have left it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from sipdata import keys
+from sipdata.cache import Cache
+from sipdata.provision import demo_id
+from sipdata.settings import Settings
+
+from .conftest import Api, warmer
+
+ACME_IP = demo_id("trunk:acme-ip")
+CALL = {"source_ip": "127.0.0.10", "to": "12125551234"}
+
+pytestmark = pytest.mark.usefixtures("warm")
+
+
+class RoundTrips:
+    """Every request the service sends Redis: a command, a whole pipeline, a script."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, cache: Cache, scripts: dict[str, str]
+    ) -> None:
+        self.sent: list[str] = []
+        client = cache.client
+        command, pipeline, lane = client.execute_command, client.pipeline, cache.lane.script
+
+        async def counted_lane(script: Any, *args: Any) -> Any:
+            self.sent.append(scripts[script.sha])
+            return await lane(script, *args)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            name = str(args[0]).upper()
+            if name == "EVALSHA":
+                name = scripts.get(args[1], name)
+            # The catalog's background refresh is not part of any decision.
+            if not (name == "GET" and args[1] == keys.CURRENT):
+                self.sent.append(name)
+            return await command(*args, **kwargs)
+
+        def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def run(*a: Any, **k: Any) -> Any:
+                self.sent.append("PIPELINE")
+                return await execute(*a, **k)
+
+            pipe.execute = run
+            return pipe
+
+        monkeypatch.setattr(cache.lane, "script", counted_lane)
+        monkeypatch.setattr(client, "execute_command", counted)
+        monkeypatch.setattr(client, "pipeline", counted_pipeline)
+
+    def take(self) -> list[str]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+@pytest.fixture
+async def trips(api: Api, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RoundTrips]:
+    rounds = api.service.rounds
+    for script in (rounds._decide, rounds._release, rounds._docs):
+        await api.service.cache.client.script_load(script.script)  # no NOSCRIPT retry counted
+    names = {
+        rounds._decide.sha: "decide",
+        rounds._release.sha: "release",
+        rounds._docs.sha: "lease docs",
+    }
+    yield RoundTrips(monkeypatch, api.service.cache, names)
+
+
+async def lease_of(cache: Cache, call_id: str) -> dict[bytes, bytes]:
+    return dict(await cache.client.hgetall(keys.lease(call_id)))
+
+
+async def test_a_caller_seen_before_is_decided_in_one_round_trip(
+    api: Api, trips: RoundTrips
+) -> None:
+    first = await api.decide(**CALL, call_id="first")
+    assert len(trips.take()) >= 2  # the general path: pipeline, rules, admission
+    second = await api.decide(**CALL, call_id="second")
+    # The destinations follow in a batched write that the answer does not wait for.
+    assert trips.take() in (["decide"], ["decide", "lease docs"])
+    assert second["verdict"] == "route" and second["explain"]["admission"] == "ok"
+    assert second["routing"] == first["routing"] and second["legs"] == first["legs"]
+    assert second["explain"]["sources"]["acl"] == "generation"
+
+
+async def test_one_round_lease_holds_the_destinations_for_rating(
+    api: Api, cache: Cache, trips: RoundTrips
+) -> None:
+    await api.decide(**CALL, call_id="warm-up")
+    answer = await api.decide(**CALL, call_id="rated")
+    await api.service.lease_docs.aclose()  # the batched write lands
+    lease = await lease_of(cache, "rated")
+    doc = orjson.loads(lease[b"doc"])
+    assert doc["trunk_id"] == ACME_IP and doc["inbound"] is False
+    assert [leg["rate"] for leg in doc["legs"]] == [leg["rate"] for leg in answer["legs"]]
+    assert doc["legs"][0]["carrier_id"] == demo_id("org:bravo")
+
+
+async def test_a_call_that_does_not_route_gives_its_lease_back(
+    api: Api, cache: Cache, trips: RoundTrips
+) -> None:
+    await api.decide(**CALL, call_id="warm-up")
+    trips.take()
+    premium = await api.decide(source_ip="127.0.0.10", to="19005551234", call_id="premium")
+    assert (premium["verdict"], premium["code"]) == ("reject", 403)
+    assert trips.take() == ["decide", "release"]
+    assert await lease_of(cache, "premium") == {}
+    members = await cache.client.zrange(keys.channels("trunk", ACME_IP), 0, -1)
+    assert b"premium" not in members and b"warm-up" in members
+
+
+async def test_full_trunk_refuses_on_the_one_round_path_as_on_the_general_one(
+    api: Api, pool: Any, settings: Settings, cache: Cache
+) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE sip_trunks SET max_channels = 1 WHERE id = $1", ACME_IP)
+    await warmer(settings, cache, pool).load_once()
+    await api.refresh()
+    held = await api.decide(**CALL, call_id="held")
+    refused = await api.decide(**CALL, call_id="one-too-many")
+    assert held["explain"]["admission"] == "ok"
+    assert (refused["code"], refused["reason"]) == (503, "Trunk Channel Limit Reached")
+    assert refused["explain"]["admission"] == "trunk"
+    assert await lease_of(cache, "one-too-many") == {}
+
+
+async def test_generation_switch_between_calls_is_answered_from_the_new_one(
+    api: Api, pool: Any, settings: Settings, cache: Cache, trips: RoundTrips
+) -> None:
+    """The memo belongs to the old generation: the script sees the switch, admits
+    nothing, and the general path answers from the new generation."""
+    await api.decide(**CALL, call_id="before")
+    old = api.service.catalog.view.gen
+    beat = await warmer(settings, cache, pool).load_once()
+    assert beat is not None and api.service.catalog.view.gen == old  # not refreshed yet
+    after = await api.decide(**CALL, call_id="after")
+    assert after["explain"]["generation"] != old and after["explain"]["admission"] == "ok"
+    members = await cache.client.zrange(keys.channels("trunk", ACME_IP), 0, -1)
+    assert sorted(members) == [b"after", b"before"]
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(api: Api, cache: Cache) -> None:
+    await api.decide(**CALL, call_id="before-flush")
+    await cache.client.script_flush()
+    answer = await api.decide(**CALL, call_id="after-flush")
+    assert answer["verdict"] == "route" and answer["explain"]["admission"] == "ok"
+
+
+async def test_a_cancelled_script_call_never_hands_its_reply_to_the_next_caller(
+    cache: Cache,
+) -> None:
+    """Redis paused, a call is cancelled while waiting: its late reply must not be
+    read by the next call over the same connections."""
+    echo = cache.client.register_script("return ARGV[1]")
+    await cache.client.script_load(echo.script)
+    assert await cache.lane.script(echo, [], ["warm"]) == b"warm"
+    await cache.client.execute_command("CLIENT", "PAUSE", "300", "ALL")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(cache.lane.script(echo, [], ["stale"]), 0.05)
+    assert await cache.lane.script(echo, [], ["fresh"]) == b"fresh"
