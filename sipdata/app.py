@@ -40,9 +40,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     metrics = metrics or Metrics()
     app = web.Application(
         middlewares=[make_middleware(metrics, settings.api_token)],
-        client_max_size=settings.max_body_bytes,
+        client_max_size=settings.max_batch_bytes,  # each endpoint enforces its own cap
     )
     app[handlers.MAX_BODY] = settings.max_body_bytes
+    app[events.MAX_BATCH_BODY] = settings.max_batch_bytes
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = cache_mod.Cache.from_settings(settings)

@@ -346,27 +346,52 @@ return #KEYS
 # The lease doc travels with the report for rating. KEYS: 1 lease,
 # 2 CALL_EVENTS. ARGV: 1 call id, 2 event, 3 now ms, 4 ringing ms,
 # 5 longest call ms, 6 set lifetime ms, 7 report JSON.
-CALL_EVENT_LUA: Final = """
-local sets = redis.call('HGET', KEYS[1], 'sets')
-local doc = ''
-if sets then
-  doc = redis.call('HGET', KEYS[1], 'doc') or ''
-  if ARGV[2] == 'end' or ARGV[2] == 'fail' then
-    for key in string.gmatch(sets, '%S+') do redis.call('ZREM', key, ARGV[1]) end
-    redis.call('DEL', KEYS[1])
-  else
-    local ttl = tonumber(ARGV[4])
-    if ARGV[2] == 'answer' then ttl = tonumber(ARGV[5]) end
-    local expiry = tonumber(ARGV[3]) + ttl
-    for key in string.gmatch(sets, '%S+') do
-      redis.call('ZADD', key, 'GT', expiry, ARGV[1])
-      redis.call('PEXPIRE', key, ARGV[6])
+CALL_EVENT_FN: Final = """
+local function call_event(lease, stream, call_id, event, now, ringing, longest, set_ms, report)
+  local sets = redis.call('HGET', lease, 'sets')
+  local doc = ''
+  if sets then
+    doc = redis.call('HGET', lease, 'doc') or ''
+    if event == 'end' or event == 'fail' then
+      for key in string.gmatch(sets, '%S+') do redis.call('ZREM', key, call_id) end
+      redis.call('DEL', lease)
+    else
+      local ttl = tonumber(ringing)
+      if event == 'answer' then ttl = tonumber(longest) end
+      local expiry = tonumber(now) + ttl
+      for key in string.gmatch(sets, '%S+') do
+        redis.call('ZADD', key, 'GT', expiry, call_id)
+        redis.call('PEXPIRE', key, set_ms)
+      end
+      redis.call('PEXPIRE', lease, ttl, 'GT')
     end
-    redis.call('PEXPIRE', KEYS[1], ttl, 'GT')
   end
+  return redis.call('XADD', stream, '*', 'event', report, 'lease', doc)
 end
-return redis.call('XADD', KEYS[2], '*', 'event', ARGV[7], 'lease', doc)
 """
+CALL_EVENT_LUA: Final = (
+    CALL_EVENT_FN
+    + "return call_event(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], "
+    "ARGV[7])\n"
+)
+
+# Many call reports in one step, each as CALL_EVENT_LUA (Kamailio sends them in
+# batches). KEYS: the leases, then CALL_EVENTS last. ARGV: 1 now ms, 2 ringing
+# ms, 3 longest call ms, 4 set lifetime ms, then per report: call id, event,
+# report JSON. Answers the stream entry ids, in order.
+CALL_EVENTS_LUA: Final = (
+    CALL_EVENT_FN
+    + """
+local stream = KEYS[#KEYS]
+local ids = {}
+for i = 1, #KEYS - 1 do
+  local a = 4 + (i - 1) * 3
+  ids[i] = call_event(KEYS[i], stream, ARGV[a + 1], ARGV[a + 2], ARGV[1], ARGV[2], ARGV[3],
+    ARGV[4], ARGV[a + 3])
+end
+return ids
+"""
+)
 
 # Live channel counts per trunk (lapsed leases dropped first).
 # KEYS[1] = CHANNEL_TRUNKS; ARGV[1] = now ms. Answers [id, n, id, n, ...].

@@ -46,6 +46,7 @@ class LiveState:
         self.set_ms = self.max_call_ms + 60_000
         self._admit = self.client.register_script(keys.ADMIT_LUA)
         self._call_event = self.client.register_script(keys.CALL_EVENT_LUA)
+        self._call_events = self.client.register_script(keys.CALL_EVENTS_LUA)
         self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
         self._register = self.client.register_script(keys.REGISTER_LUA)
 
@@ -108,6 +109,19 @@ class LiveState:
                 ],
             )
         return _text(entry)
+
+    async def call_events(self, reports: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+        """call_event for many (call id, event, report) in one Redis step; the entry ids."""
+        args: list[Any] = [now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms]
+        for call_id, event, doc in reports:
+            args += [call_id, event, orjson.dumps(doc)]
+        async with self.cache.translated("call events"):
+            ids = await self.cache.lane.script(
+                self._call_events,
+                [*(keys.lease(c) for c, _, _ in reports), keys.CALL_EVENTS],
+                args,
+            )
+        return [_text(i) for i in ids]
 
     async def channel_counts(self) -> dict[str, int]:
         async with self.cache.translated("channel counts"):

@@ -3,6 +3,7 @@ the database, or in a Redis stream the drainer empties into the database later."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -89,11 +90,32 @@ class Reports:
             entry = await self.live.call_event(event.call_id, event.event, doc)
         except CacheUnavailable as exc:
             self.metrics.degraded.labels(exc.code).inc()
-            cdr = rating.cdr_of(
-                doc, None, self.settings.billing_minimum_s, self.settings.billing_increment_s
-            )
-            if cdr is None:
+            if not await self._direct(doc):
                 raise
-            await self.records.write_cdr(cdr)
             return {"stored": "database", "call_id": event.call_id}
         return {"stored": "stream", "id": entry, "call_id": event.call_id}
+
+    async def call_events(self, events: Sequence[CallEvent]) -> list[str | None]:
+        """call_event for a batch in one Redis step: per event, "stream" or "database"
+        (stored), or None (a start or answer that could not be stored: sent again later).
+        With Redis away each end or failure is written as a CDR directly; with the
+        database away too, StoreUnavailable: nothing is acknowledged."""
+        docs = [e.to_json() for e in events]
+        try:
+            await self.live.call_events(
+                [(e.call_id, e.event, d) for e, d in zip(events, docs, strict=True)]
+            )
+        except CacheUnavailable as exc:
+            self.metrics.degraded.labels(exc.code).inc()
+            return ["database" if await self._direct(d) else None for d in docs]
+        return ["stream"] * len(events)
+
+    async def _direct(self, doc: dict[str, Any]) -> bool:
+        """The CDR of an end or failure, written now without its lease (so without a rate)."""
+        cdr = rating.cdr_of(
+            doc, None, self.settings.billing_minimum_s, self.settings.billing_increment_s
+        )
+        if cdr is None:
+            return False
+        await self.records.write_cdr(cdr)
+        return True

@@ -377,6 +377,9 @@ class Service(Lookups):
     ) -> dict[str, Any]:
         out = verdict.to_json()
         out["call_id"] = query.call_id
+        if query.brief and verdict.verdict == "route":
+            del out["legs"], out["explain"]
+            return out
         out["explain"] = {**out["explain"], "sources": sources, "generation": view.gen}
         return out
 

@@ -42,6 +42,9 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
     max_body_bytes: int = 8192
+    # A batch of call reports (POST /v1/events/calls): Kamailio sends up to 50,
+    # an answer report with its SDP is under 3 KiB.
+    max_batch_bytes: int = 1_048_576
     # Shared secret Kamailio sends as "Authorization: Bearer ..." on /v1/*;
     # empty = no check (a service bound to loopback or a private network).
     api_token: str = ""
@@ -110,6 +113,11 @@ class Settings:
         _check(self.db_timeout_ms > 0, "SIPDATA_DB_TIMEOUT_MS", "must be > 0")
         _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
         _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
+        _check(
+            self.max_batch_bytes >= self.max_body_bytes,
+            "SIPDATA_MAX_BATCH_BYTES",
+            "must be >= SIPDATA_MAX_BODY_BYTES",
+        )
         _check(self.keepalive_timeout_s > 0, "SIPDATA_KEEPALIVE_TIMEOUT_S", "must be > 0")
         _check(
             0 < self.lease_pending_s <= self.lease_ringing_s <= self.max_call_s,

@@ -42,6 +42,9 @@ class InviteQuery:
     auth_algorithm: str | None = None
     # Decide without taking a channel (operators' probes; never Kamailio).
     dry_run: bool = False
+    # Answer a route without `legs` and `explain` (Kamailio reads neither, and
+    # parses the answer once per field it reads).
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,3 +251,29 @@ def codecs(sdp: str) -> tuple[str, ...]:
         elif in_audio and (m := _RTPMAP.match(line)):
             names[int(m.group(1))] = m.group(2)
     return tuple(names.get(pt) or _STATIC_PT.get(pt) or str(pt) for pt in payloads)
+
+
+MAX_BATCH = 500  # reports per POST /v1/events/calls (Kamailio sends up to 50)
+MAX_KEY = 512
+
+
+def call_batch(doc: Mapping[str, Any]) -> list[Any]:
+    """The reports of a batch body `{"reports": [...]}` (each checked on its own later)."""
+    items = doc.get("reports")
+    if not isinstance(items, list) or not items:
+        raise InputError("reports must be a non-empty list of call reports", field="reports")
+    if len(items) > MAX_BATCH:
+        raise InputError(f"at most {MAX_BATCH} reports per batch", field="reports")
+    return items
+
+
+def batch_item(item: Any, index: int) -> Mapping[str, Any]:
+    if not isinstance(item, dict):
+        raise InputError("a report must be a JSON object", field=f"reports[{index}]")
+    return item
+
+
+def report_key(item: Any) -> str | None:
+    """The key Kamailio files the report under (echoed so it can drop it), if usable."""
+    key = item.get("report_key") if isinstance(item, dict) else None
+    return key if isinstance(key, str) and 0 < len(key) <= MAX_KEY else None

@@ -183,6 +183,7 @@ async def decide_invite(request: web.Request) -> web.Response:
         auth_realm=params.text(p, "auth_realm", required=False),
         auth_algorithm=algorithm,
         dry_run=params.flag(p, "dry_run"),
+        brief=params.flag(p, "brief"),
     )
     return json_response(await request.app[SERVICE].decide_invite(query, _now()))
 

@@ -172,3 +172,14 @@ async def test_a_cancelled_script_call_never_hands_its_reply_to_the_next_caller(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(cache.lane.script(echo, [], ["stale"]), 0.05)
     assert await cache.lane.script(echo, [], ["fresh"]) == b"fresh"
+
+
+async def test_brief_answer_routes_the_same_without_legs_or_explain(api: Api) -> None:
+    """What Kamailio asks for: the fields its script reads, nothing it would parse for nothing."""
+    full = await api.decide(**CALL, call_id="full", dry_run="1")
+    brief = await api.decide(**CALL, call_id="brief", dry_run="1", brief="1")
+    assert "legs" not in brief and "explain" not in brief
+    assert brief["routing"] == full["routing"] and brief["caller"] == full["caller"]
+    assert (brief["verdict"], brief["code"]) == ("route", 200)
+    challenged = await api.decide(source_ip="192.0.2.1", to="12125551234", brief="1")
+    assert challenged["verdict"] == "challenge" and challenged["explain"]["realm"]
