@@ -8,7 +8,8 @@ a repeated write must find its own earlier effect and change nothing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -94,33 +95,19 @@ class Records:
         """Insert the call's CDR unless it has one; True when this call wrote it."""
 
         async def write(conn: Conn) -> bool:
-            row = await conn.fetchrow(
-                _CDR_SQL,
-                cdr.call_id,
-                cdr.org_id,
-                cdr.trunk_id,
-                cdr.from_number,
-                cdr.to_number,
-                _naive(cdr.start_time),
-                _naive(cdr.answer_time) if cdr.answer_time else None,
-                _naive(cdr.end_time),
-                cdr.duration,
-                cdr.billable_duration,
-                cdr.inbound,
-                cdr.source_ip,
-                cdr.destination_ip,
-                cdr.sip_response_code,
-                cdr.termination_cause,
-                cdr.rate,
-                cdr.cost,
-                list(cdr.codecs),
-                cdr.metadata,
-            )
-            return row is not None
+            return await conn.fetchrow(_CDR_SQL, *_cdr_args(cdr)) is not None
 
         return await in_transaction(
             self.pool, write, isolation="read_committed", on_retry=self.on_retry
         )
+
+    async def write_cdrs(self, cdrs: Sequence[Cdr]) -> None:
+        """write_cdr for a batch, in one transaction (a call's repeated report is written once)."""
+
+        async def write(conn: Conn) -> None:
+            await conn.executemany(_CDR_SQL, [_cdr_args(c) for c in cdrs])
+
+        await in_transaction(self.pool, write, isolation="read_committed", on_retry=self.on_retry)
 
     async def sync_channels(self, counts: Mapping[str, int]) -> None:
         """sip_trunks.channels_in_use := the live lease counts (0 for trunks without any)."""
@@ -141,3 +128,27 @@ class Records:
         return await in_transaction(
             self.pool, write, isolation="read_committed", on_retry=self.on_retry
         )
+
+
+def _cdr_args(cdr: Cdr) -> tuple[Any, ...]:
+    return (
+        cdr.call_id,
+        cdr.org_id,
+        cdr.trunk_id,
+        cdr.from_number,
+        cdr.to_number,
+        _naive(cdr.start_time),
+        _naive(cdr.answer_time) if cdr.answer_time else None,
+        _naive(cdr.end_time),
+        cdr.duration,
+        cdr.billable_duration,
+        cdr.inbound,
+        cdr.source_ip,
+        cdr.destination_ip,
+        cdr.sip_response_code,
+        cdr.termination_cause,
+        cdr.rate,
+        cdr.cost,
+        list(cdr.codecs),
+        cdr.metadata,
+    )

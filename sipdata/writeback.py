@@ -28,6 +28,7 @@ import structlog
 from sipdata import keys
 from sipdata.cache import Cache
 from sipdata.decide import rating
+from sipdata.decide.rating import Cdr
 from sipdata.decide.reports import registration_report
 from sipdata.errors import CacheUnavailable, InputError, StoreUnavailable
 from sipdata.live import Entry, LiveState
@@ -64,22 +65,24 @@ class WriteBack:
         self._next_claim = 0.0
         # Streams where this consumer may hold entries it read but did not settle.
         self._own_pending: set[str] = set()
-        self.streams: dict[str, Callable[[Entry], Awaitable[None]]] = {
+        self.streams: dict[str, Callable[[Entry], Awaitable[Cdr | None]]] = {
             keys.REGISTRATION_QUEUE: self._registration,
             keys.CALL_EVENTS: self._call_event,
         }
 
     # -- handlers ------------------------------------------------------------
 
-    async def _registration(self, entry: Entry) -> None:
+    async def _registration(self, entry: Entry) -> Cdr | None:
         try:
             doc = orjson.loads(entry[1][b"report"])
             report = registration_report(doc)
         except (KeyError, orjson.JSONDecodeError, InputError) as exc:
             raise Unusable(f"bad registration entry: {exc}") from exc
         await self.records.save_registration(doc["trunk_id"], report)
+        return None
 
-    async def _call_event(self, entry: Entry) -> None:
+    async def _call_event(self, entry: Entry) -> Cdr | None:
+        """The CDR an end or failure closes (written by _settle with the rest of the batch)."""
         fields = entry[1]
         try:
             event = orjson.loads(fields[b"event"])
@@ -87,13 +90,13 @@ class WriteBack:
         except (KeyError, orjson.JSONDecodeError) as exc:
             raise Unusable(f"bad call entry: {exc}") from exc
         if event.get("event") not in ("end", "fail"):
-            return  # start and answer only moved the lease; the CDR comes with the end
+            return None  # start and answer only moved the lease; the CDR comes with the end
         cdr = rating.cdr_of(
             event, lease, self.settings.billing_minimum_s, self.settings.billing_increment_s
         )
         if cdr is None:
             raise Unusable("no org to bill: neither the report nor the lease names one")
-        await self.records.write_cdr(cdr)
+        return cdr
 
     # -- draining ------------------------------------------------------------
 
@@ -132,19 +135,30 @@ class WriteBack:
         return settled
 
     async def _settle(self, stream: str, entries: list[Entry]) -> int:
+        """Handle a batch; its CDRs go to the database in one transaction. An entry is
+        acknowledged only once what it stands for is durable."""
         handle = self.streams[stream]
         done: list[str] = []
+        closing: list[str] = []
+        cdrs: list[Cdr] = []
         try:
             for entry in entries:
                 try:
-                    await handle(entry)
+                    cdr = await handle(entry)
                 except Unusable as exc:
                     log.error("report unusable", stream=stream, id=entry[0], error=str(exc))
                     await self.live.dead_letter(stream, entry, str(exc))
                     self.metrics.drained.labels(stream, "dead").inc()
                     continue
-                done.append(entry[0])
-                self.metrics.drained.labels(stream, "written").inc()
+                if cdr is None:
+                    done.append(entry[0])
+                else:
+                    cdrs.append(cdr)
+                    closing.append(entry[0])
+            if cdrs:
+                await self.records.write_cdrs(cdrs)
+                done.extend(closing)
+            self.metrics.drained.labels(stream, "written").inc(len(done))
         finally:
             await self.live.done(stream, done)
         self.metrics.backlog.labels(stream).set(await self.live.length(stream))

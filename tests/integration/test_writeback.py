@@ -102,9 +102,31 @@ async def test_entry_handled_twice_writes_one_cdr(api: Api, pool: asyncpg.Pool) 
     wb = api.writeback
     await wb.live.ensure_group(keys.CALL_EVENTS)
     entries = (await wb.live.read_new([keys.CALL_EVENTS], "c1", 10, None))[keys.CALL_EVENTS]
-    for entry in entries + entries:
-        await wb._call_event(entry)
+    await wb._settle(keys.CALL_EVENTS, entries + entries)  # twice within one batch
+    await wb._settle(keys.CALL_EVENTS, entries)  # and delivered again later
     assert len(await cdrs(pool, "twice")) == 1
+
+
+async def test_a_batch_of_ends_is_written_in_one_transaction(
+    api: Api, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = time.time() - 70
+    for i in range(30):
+        await api.post("/v1/events/call", call_report(f"many-{i}", "end", t0))
+    transactions = 0
+    write = api.writeback.records.write_cdrs
+
+    async def counted(batch: Any) -> None:
+        nonlocal transactions
+        transactions += 1
+        await write(batch)
+
+    monkeypatch.setattr(api.writeback.records, "write_cdrs", counted)
+    assert await api.writeback.drain_once() == 30
+    assert transactions == 1
+    async with pool.acquire() as conn:
+        n = await conn.fetchval("SELECT count(*) FROM cdrs WHERE call_id LIKE 'many-%'")
+    assert n == 30
 
 
 async def test_report_without_an_org_goes_to_dead_letters(api: Api, cache: Cache) -> None:
