@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export SIPDATA_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/sipdata
 export SIPDATA_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test unit integration e2e lint typecheck services kamailio clean
+.PHONY: setup run test unit integration e2e lint typecheck services kamailio bench clean
 KAMAILIO_RUN := /run/kamailio
 
 setup: $(STAMP)
@@ -64,6 +64,14 @@ e2e: setup services kamailio
 
 test: setup services kamailio lint typecheck
 	$(BIN)/pytest
+
+# Every benchmark (wrk, SIPp through Kamailio in three configurations, a
+# 1,000,000-prefix deck import), about 15 minutes; results in bench/results/
+# and docs/benchmarks.md explains them. BENCH_ARGS="--quick" checks the harness.
+bench: setup services kamailio
+	@command -v wrk >/dev/null && [ -x /usr/bin/time ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk time >/dev/null)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import os
 import socket
 import subprocess
 import time
@@ -26,10 +27,12 @@ from bench.procs import ROOT, serving, stop
 from sipdata.settings import Settings
 
 SCENARIOS = ROOT / "tests" / "e2e" / "scenarios"
+# (c) runs the Kamailio script of the sipdata under test (BENCH_SIPDATA_SRC for a
+# before/after comparison: the script and the service change together).
 CONFIGS = {
     "fixed": ROOT / "bench" / "kamailio" / "fixed.cfg",
     "native": ROOT / "bench" / "kamailio" / "native.cfg",
-    "sipdata": ROOT / "kamailio" / "kamailio.cfg",
+    "sipdata": Path(os.environ.get("BENCH_SIPDATA_SRC") or ROOT) / "kamailio" / "kamailio.cfg",
 }
 CALLER, CALLEE, NUMBER = "127.0.0.10", "127.0.0.102", "12125551234"
 # Each call lasts this long between ACK and BYE: with none, a BYE relayed by one
