@@ -39,17 +39,19 @@ def machine() -> dict[str, Any]:
         ),
         "unknown",
     )
+    # The sipdata under test: this checkout, or BENCH_SIPDATA_SRC's tree.
+    src = os.environ.get("BENCH_SIPDATA_SRC") or str(ROOT)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         check=False,
-        cwd=ROOT,
+        cwd=src,
         capture_output=True,
         text=True,
     ).stdout.strip()
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "sipdata", "kamailio"],
         check=False,
-        cwd=ROOT,
+        cwd=src,
         capture_output=True,
         text=True,
     ).stdout.strip()

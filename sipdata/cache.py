@@ -81,6 +81,12 @@ class Lane:
         except ResponseError:
             await self._keep(conn)  # an error reply is a whole reply: the connection is fine
             raise
+        except (ConnectionError, OSError, RedisError):
+            # A broken connection (Redis restarted?): the idle ones are as old as
+            # this one, so drop them all rather than fail the next calls one by one.
+            await conn.disconnect(nowait=True)
+            await self.close()
+            raise
         except BaseException:
             await conn.disconnect(nowait=True)
             raise

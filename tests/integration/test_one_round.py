@@ -10,13 +10,15 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from sipdata import keys
 from sipdata.cache import Cache
 from sipdata.provision import demo_id
 from sipdata.settings import Settings
 
-from .conftest import Api, warmer
+from .conftest import Api, RedisServer, warmer
 
 ACME_IP = demo_id("trunk:acme-ip")
 CALL = {"source_ip": "127.0.0.10", "to": "12125551234"}
@@ -183,3 +185,23 @@ async def test_brief_answer_routes_the_same_without_legs_or_explain(api: Api) ->
     assert (brief["verdict"], brief["code"]) == ("route", 200)
     challenged = await api.decide(source_ip="192.0.2.1", to="12125551234", brief="1")
     assert challenged["verdict"] == "challenge" and challenged["explain"]["realm"]
+
+
+async def test_after_a_redis_restart_one_call_fails_and_the_next_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    """Idle connections are as dead as the one that failed: all are dropped at once."""
+    cache = Cache(aioredis.Redis.from_url(redis_server.url))
+    echo = cache.client.register_script("return ARGV[1]")
+    try:
+        calls = [cache.lane.script(echo, [], [str(i)]) for i in range(5)]
+        assert await asyncio.gather(*calls) == [b"0", b"1", b"2", b"3", b"4"]
+        assert len(cache.lane._idle) == 5
+        redis_server.stop()
+        redis_server.start()
+        with pytest.raises((ConnectionError, RedisError)):
+            await cache.lane.script(echo, [], ["lost"])
+        assert cache.lane._idle == []
+        assert await cache.lane.script(echo, [], ["back"]) == b"back"  # loaded again too
+    finally:
+        await cache.close()

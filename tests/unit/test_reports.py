@@ -153,3 +153,27 @@ def test_any_call_event_is_parsed_or_refused_with_a_field(doc: dict[str, Any]) -
         reports.call_event(doc)
     except InputError as err:
         assert err.field
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [
+        ({"report_key": "abc@host:end"}, "abc@host:end"),
+        ({"report_key": ""}, None),
+        ({"report_key": 7}, None),
+        ({"report_key": "k" * 513}, None),
+        ({}, None),
+        ("not an object", None),
+    ],
+)
+def test_report_key_is_echoed_only_when_usable(item: Any, key: str | None) -> None:
+    assert reports.report_key(item) == key
+
+
+@pytest.mark.parametrize(
+    "doc", [{}, {"reports": []}, {"reports": "x"}, {"reports": [{}] * (reports.MAX_BATCH + 1)}]
+)
+def test_a_body_that_is_not_a_batch_names_the_reports_field(doc: dict[str, Any]) -> None:
+    with pytest.raises(InputError) as caught:
+        reports.call_batch(doc)
+    assert caught.value.field == "reports"
