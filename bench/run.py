@@ -133,21 +133,36 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     only = set(args.only.split(","))
     results: dict[str, Any] = {"machine": machine(), "args": vars(args)}
-    if "http" in only:
-        results["http"] = http_section(args.workers, args.quick)
-    if "sip" in only:
-        env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN=TOKEN)
-        asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
-        results["sip"] = sip_load.run_all(env, TOKEN, RESULTS, args.workers, args.quick)
-    if "import" in only:
-        results["import"] = deck_import.run(RESULTS, quick=args.quick)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     path = RESULTS / f"{stamp}.json"
-    path.write_text(json.dumps(results, indent=2))
+
+    def sip() -> dict[str, Any]:
+        env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN=TOKEN)
+        asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
+        return sip_load.run_all(env, TOKEN, RESULTS, args.workers, args.quick)
+
+    sections = {
+        "http": lambda: http_section(args.workers, args.quick),
+        "sip": sip,
+        "import": lambda: deck_import.run(RESULTS, quick=args.quick),
+    }
+    failed = []
+    for name, run in sections.items():
+        if name not in only:
+            continue
+        try:
+            results[name] = run()
+        except Exception as exc:  # the other sections still run and are kept
+            failed.append(name)
+            results[f"{name}_error"] = repr(exc)
+            print(f"section {name} failed: {exc!r}")
+        path.write_text(json.dumps(results, indent=2))  # kept as each section ends
     text = summary(results)
     (RESULTS / f"{stamp}.txt").write_text(text + "\n")
     print(text)
     print(f"results: {path}")
+    if failed:
+        raise SystemExit(f"sections failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,9 @@ class OneRound:
 
     async def write_docs(self, docs: Mapping[str, bytes]) -> None:
         async with self.cache.translated("lease docs"):
-            await self._docs(keys=[keys.lease(c) for c in docs], args=list(docs.values()))
+            await self.cache.lane.script(
+                self._docs, [keys.lease(c) for c in docs], list(docs.values())
+            )
 
 
 class LeaseDocs:
@@ -119,9 +121,12 @@ class LeaseDocs:
     write carries the documents of every decision made meanwhile.
     """
 
-    def __init__(self, rounds: OneRound, on_error: Any = None) -> None:
+    def __init__(self, rounds: OneRound, on_error: Any = None, gather_s: float = 0.005) -> None:
         self.rounds = rounds
         self.on_error = on_error
+        # How long a document waits for others to share its write: a few ms is
+        # nothing to a call that ends seconds later, and makes batches worth it.
+        self.gather_s = gather_s
         self._pending: dict[str, bytes] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -131,6 +136,7 @@ class LeaseDocs:
             self._task = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
+        await asyncio.sleep(self.gather_s)
         while self._pending:
             batch, self._pending = self._pending, {}
             try:

@@ -71,10 +71,13 @@ async def import_rates(
             )
         removed = 0
         if replace:
+            # NOT EXISTS plans as a hash anti-join; the NOT IN it replaces ran a
+            # nested scan that timed out on a 1,000,000-row deck (make bench).
             status = await conn.execute(
-                """DELETE FROM lcr_rates WHERE carrier_id = $1::uuid
-                   AND (prefix, effective_date) NOT IN (
-                     SELECT * FROM unnest($2::varchar[], $3::date[]))""",
+                """DELETE FROM lcr_rates r WHERE r.carrier_id = $1::uuid
+                   AND NOT EXISTS (
+                     SELECT 1 FROM unnest($2::varchar[], $3::date[]) AS d(prefix, effective_date)
+                     WHERE d.prefix = r.prefix AND d.effective_date = r.effective_date)""",
                 carrier_id,
                 [r.prefix for r in rows],
                 [r.effective_date for r in rows],

@@ -63,6 +63,8 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
             lengths[net.version].add(net.prefixlen)
 
     compiled = lcr.compile_deck(snap.rates, today)
+    rate_rows = len(snap.rates)
+    snap.rates.clear()  # the compiled deck holds what is needed; halves the peak
 
     by_org: dict[str, list[dict[str, Any]]] = defaultdict(list)
     invalid: list[dict[str, str]] = []
@@ -91,7 +93,7 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
         keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
         keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
-        keys.KIND_LCR: {k: _dump([r.to_json() for r in v]) for k, v in compiled.items()},
+        keys.KIND_LCR: _drain_dump(compiled),
         keys.KIND_CUSTOM: custom,
         keys.KIND_CUSTOM_TARGETS: needs_registration,
         keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
@@ -101,10 +103,20 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         "acl_v4_lengths": sorted(lengths[4], reverse=True),
         "acl_v6_lengths": sorted(lengths[6], reverse=True),
         "counts": {kind[:-2].replace(":", "_"): len(v) for kind, v in hashes.items()},
-        "rate_rows": len(snap.rates),
+        "rate_rows": rate_rows,
         "invalid_rules": invalid,
     }
     return Payload(hashes, manifest)
+
+
+def _drain_dump(compiled: dict[str, list[lcr.RateRow]]) -> dict[str, bytes]:
+    """The stored LCR entries, emptying `compiled` as it goes (each entry's rows are
+    freed once dumped: a 1,000,000-prefix deck would otherwise be held twice)."""
+    out: dict[str, bytes] = {}
+    while compiled:
+        prefix, rows = compiled.popitem()
+        out[prefix] = _dump([r.to_json() for r in rows])
+    return out
 
 
 class Warmer:
