@@ -154,12 +154,26 @@ redis.call('SET', KEYS[1], new)
 return 1
 """
 
+# {trunk id, registration ('' = none), ...} of the given trunks (registration:{id}).
+REGISTRATIONS_FN: Final = """
+local function registrations(ids)
+  local regs = {}
+  for _, id in ipairs(ids) do
+    regs[#regs + 1] = id
+    regs[#regs + 1] = redis.call('GET', 'registration:' .. id) or ''
+  end
+  return regs
+end
+"""
+
 # The second round trip of an INVITE decision: the caller org's rules plus the
 # registrations of every trunk the answer may need (the DID's trunk, and the
 # rule targets that have no static address), in one call.
 # KEYS[1] = route:custom:g{n}, KEYS[2] = route:custom:targets:g{n};
 # ARGV[1] = org id ('' for none), ARGV[2..] = further trunk ids.
-ORG_ROUTING_LUA: Final = """
+ORG_ROUTING_LUA: Final = (
+    REGISTRATIONS_FN
+    + """
 local rules = false
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -170,13 +184,9 @@ if ARGV[1] ~= '' then
     for id in string.gmatch(targets, '%S+') do ids[#ids + 1] = id end
   end
 end
-local regs = {}
-for _, id in ipairs(ids) do
-  regs[#regs + 1] = id
-  regs[#regs + 1] = redis.call('GET', 'registration:' .. id) or ''
-end
-return {rules, regs}
+return {rules, registrations(ids)}
 """
+)
 
 # Apply one registration report to Redis unless a newer one is there already
 # (two reports of one trunk can race between the database and Redis): newer by
@@ -271,6 +281,7 @@ ADMIT_LUA: Final = ADMIT_FN + "return admit(KEYS, ARGV)\n"
 # did read-through, {trunk id, registration ('' = none), ...}, admission}.
 DECIDE_LUA: Final = (
     ADMIT_FN
+    + REGISTRATIONS_FN
     + """
 local p = cjson.decode(ARGV[1])
 local cur = redis.call('GET', KEYS[1])
@@ -302,11 +313,7 @@ if stored then
     ids[#ids + 1] = doc.trunk.id
   end
 end
-local regs = {}
-for _, id in ipairs(ids) do
-  regs[#regs + 1] = id
-  regs[#regs + 1] = redis.call('GET', 'registration:' .. id) or ''
-end
+local regs = registrations(ids)
 local admission = false
 if type(p.admit) == 'table' then
   admission = admit({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]}, p.admit)
