@@ -87,3 +87,9 @@ class StoreUnavailable(Unavailable):
 
 class DeadlineExceeded(Unavailable):
     code = "deadline_exceeded"
+
+
+class Overloaded(Unavailable):
+    """More decisions in flight than the process may hold: answered 503 at once."""
+
+    code = "overloaded"

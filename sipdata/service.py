@@ -22,7 +22,7 @@ from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, 
 from sipdata.decide.models import Registration, Trunk
 from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import Rule, ordered_matches
-from sipdata.errors import CacheUnavailable
+from sipdata.errors import CacheUnavailable, Overloaded
 from sipdata.live import LiveState
 from sipdata.lookups import UNFETCHED, LcrEntry, Lookups, today
 from sipdata.metrics import Metrics
@@ -43,11 +43,18 @@ class Service(Lookups):
             max_call_s=settings.max_call_s,
         )
         self.rounds = OneRound(cache, self.live)
+        self._inflight = 0
         self.lease_docs = LeaseDocs(self.rounds, on_error=metrics.degraded.labels("lease_docs").inc)
 
     async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
-        async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
-            return await self._decide(query, now)
+        if self._inflight >= self.settings.max_inflight_decisions:
+            raise Overloaded("too many decisions in flight; try again shortly")
+        self._inflight += 1
+        try:
+            async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
+                return await self._decide(query, now)
+        finally:
+            self._inflight -= 1
 
     async def _first(self, view: View, query: InviteQuery) -> tuple[View, FirstRound | None]:
         """Round trip 1 against the serving generation; (cold view, None) when Redis has none.

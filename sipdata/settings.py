@@ -37,6 +37,11 @@ class Settings:
     negative_ttl_s: int = 5
     # sipdata answers "degraded" itself before Kamailio's http timeout fires.
     decision_deadline_ms: int = 800
+    # Decisions one process works on at once; above it, 503 at once. Past its
+    # capacity a process would otherwise queue work it finishes after the
+    # deadline, its Redis calls would time out on its own busy loop, and each
+    # would fall back to the database (make bench saw the edge not recover).
+    max_inflight_decisions: int = 128
     redis_timeout_ms: int = 250
     db_timeout_ms: int = 500
     db_pool_min: int = 1
@@ -113,6 +118,7 @@ class Settings:
         _check(self.db_timeout_ms > 0, "SIPDATA_DB_TIMEOUT_MS", "must be > 0")
         _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
         _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
+        _check(self.max_inflight_decisions >= 1, "SIPDATA_MAX_INFLIGHT_DECISIONS", "must be >= 1")
         _check(
             self.max_batch_bytes >= self.max_body_bytes,
             "SIPDATA_MAX_BATCH_BYTES",

@@ -11,7 +11,13 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from sipdata.errors import DeadlineExceeded, SipdataError, Unauthorized, Unavailable
+from sipdata.errors import (
+    DeadlineExceeded,
+    Overloaded,
+    SipdataError,
+    Unauthorized,
+    Unavailable,
+)
 from sipdata.http.responses import error_body, error_response, json_response
 from sipdata.metrics import Metrics
 
@@ -48,8 +54,9 @@ def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
             response = error_response(DeadlineExceeded("no answer within the decision deadline"))
         except SipdataError as exc:
             if isinstance(exc, Unavailable):
-                metrics.degraded.labels(exc.code).inc()
-                log.warning("unavailable", endpoint=endpoint, error=exc.message)
+                metrics.inc(metrics.degraded, exc.code)
+                if not isinstance(exc, Overloaded):  # a line per shed request would add load
+                    log.warning("unavailable", endpoint=endpoint, error=exc.message)
             response = error_response(exc)
         except web.HTTPException as exc:
             code = exc.reason.lower().replace(" ", "_")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -121,5 +122,34 @@ async def test_hung_redis_and_database_answer_503_within_the_deadline(
         # Not a speed measurement: without the deadline this request would wait on
         # the silent servers; 5 s is far inside any Kamailio http timeout budget.
         assert elapsed < 5.0
+    finally:
+        await api.client.close()
+
+
+async def test_decisions_above_the_in_flight_bound_are_shed_at_once(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """One decision stuck behind a paused Redis holds the only slot: the next is
+    answered 503 at once (a caller can try elsewhere), never a 403/407."""
+    await warmer(settings, cache, pool).load_once()
+    api = await start_api(replace(settings, max_inflight_decisions=1))
+    try:
+        await cache.client.execute_command("CLIENT", "PAUSE", "600", "ALL")
+        first = asyncio.create_task(
+            api.get("/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="a")
+        )
+        await asyncio.sleep(0.1)  # the first is in flight, waiting on Redis
+        status, shed = await api.get(
+            "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="b"
+        )
+        assert not first.done(), "shed while the first still waits on the paused Redis"
+        assert status == 503 and shed["error"]["code"] == "overloaded"
+        assert (shed["verdict"], shed["code"], shed["degraded"]) == ("reject", 503, True)
+        status, answer = await first
+        assert status == 200 and answer["verdict"] == "route"  # from the database meanwhile
+        status, again = await api.get(
+            "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="c"
+        )
+        assert status == 200 and again["verdict"] == "route"  # the slot is free again
     finally:
         await api.client.close()
