@@ -81,7 +81,7 @@ class Lane:
         except ResponseError:
             await self._keep(conn)  # an error reply is a whole reply: the connection is fine
             raise
-        except (ConnectionError, OSError, RedisError):
+        except (OSError, RedisError):
             # A broken connection (Redis restarted?): the idle ones are as old as
             # this one, so drop them all rather than fail the next calls one by one.
             await conn.disconnect(nowait=True)

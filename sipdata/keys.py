@@ -350,9 +350,7 @@ return #KEYS
 # lease to the ringing time, answer to the longest call; neither ever shortens
 # it (GT), so a late start after an answer changes nothing. end and fail
 # release it. No lease (unknown call, lapsed lease, repeated end) = no change.
-# The lease doc travels with the report for rating. KEYS: 1 lease,
-# 2 CALL_EVENTS. ARGV: 1 call id, 2 event, 3 now ms, 4 ringing ms,
-# 5 longest call ms, 6 set lifetime ms, 7 report JSON.
+# The lease doc travels with the report for rating. Answers the entry id.
 CALL_EVENT_FN: Final = """
 local function call_event(lease, stream, call_id, event, now, ringing, longest, set_ms, report)
   local sets = redis.call('HGET', lease, 'sets')
@@ -376,16 +374,12 @@ local function call_event(lease, stream, call_id, event, now, ringing, longest, 
   return redis.call('XADD', stream, '*', 'event', report, 'lease', doc)
 end
 """
-CALL_EVENT_LUA: Final = (
-    CALL_EVENT_FN
-    + "return call_event(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], "
-    "ARGV[7])\n"
-)
 
-# Many call reports in one step, each as CALL_EVENT_LUA (Kamailio sends them in
-# batches). KEYS: the leases, then CALL_EVENTS last. ARGV: 1 now ms, 2 ringing
-# ms, 3 longest call ms, 4 set lifetime ms, then per report: call id, event,
-# report JSON. Answers the stream entry ids, in order.
+# Call reports in one step, each through CALL_EVENT_FN (Kamailio sends them in
+# batches; a single report is a batch of one). KEYS: the leases, then
+# CALL_EVENTS last. ARGV: 1 now ms, 2 ringing ms, 3 longest call ms, 4 set
+# lifetime ms, then per report: call id, event, report JSON. Answers the
+# stream entry ids, in order.
 CALL_EVENTS_LUA: Final = (
     CALL_EVENT_FN
     + """

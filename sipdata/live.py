@@ -45,7 +45,6 @@ class LiveState:
         # Sets live a minute past their longest possible member.
         self.set_ms = self.max_call_ms + 60_000
         self._admit = self.client.register_script(keys.ADMIT_LUA)
-        self._call_event = self.client.register_script(keys.CALL_EVENT_LUA)
         self._call_events = self.client.register_script(keys.CALL_EVENTS_LUA)
         self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
         self._register = self.client.register_script(keys.REGISTER_LUA)
@@ -93,25 +92,9 @@ class LiveState:
             )
         return _text(outcome)
 
-    async def call_event(self, call_id: str, event: str, doc: Mapping[str, Any]) -> str:
-        """Move the call's lease on and append the report to the stream; the entry id."""
-        async with self.cache.translated("call event"):
-            entry = await self._call_event(
-                keys=[keys.lease(call_id), keys.CALL_EVENTS],
-                args=[
-                    call_id,
-                    event,
-                    now_ms(),
-                    self.ringing_ms,
-                    self.max_call_ms,
-                    self.set_ms,
-                    orjson.dumps(doc),
-                ],
-            )
-        return _text(entry)
-
     async def call_events(self, reports: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
-        """call_event for many (call id, event, report) in one Redis step; the entry ids."""
+        """Move each call's lease on and append its report to the stream, all in one
+        Redis step (keys.CALL_EVENTS_LUA); the entry ids, in order."""
         args: list[Any] = [now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms]
         for call_id, event, doc in reports:
             args += [call_id, event, orjson.dumps(doc)]

@@ -82,33 +82,29 @@ class Reports:
         }
 
     async def call_event(self, event: CallEvent) -> dict[str, Any]:
-        """The lease moves on and the report joins the stream in one Redis step. With Redis
-        away, an end or failure is written as a CDR directly (without the lease, so
-        without a rate); a start or answer cannot be stored and is refused (503)."""
-        doc = event.to_json()
-        try:
-            entry = await self.live.call_event(event.call_id, event.event, doc)
-        except CacheUnavailable as exc:
-            self.metrics.degraded.labels(exc.code).inc()
-            if not await self._direct(doc):
-                raise
-            return {"stored": "database", "call_id": event.call_id}
-        return {"stored": "stream", "id": entry, "call_id": event.call_id}
+        """One report: a batch of one (call_events). A start or answer that cannot be
+        stored while Redis is away is refused (503)."""
+        (stored,) = await self.call_events([event])
+        if stored is None:
+            raise CacheUnavailable("redis: a start or answer cannot be stored while Redis is away")
+        return {**stored, "call_id": event.call_id}
 
-    async def call_events(self, events: Sequence[CallEvent]) -> list[str | None]:
-        """call_event for a batch in one Redis step: per event, "stream" or "database"
-        (stored), or None (a start or answer that could not be stored: sent again later).
-        With Redis away each end or failure is written as a CDR directly; with the
-        database away too, StoreUnavailable: nothing is acknowledged."""
+    async def call_events(self, events: Sequence[CallEvent]) -> list[dict[str, str] | None]:
+        """Each call's lease moves on and its report joins the stream, the whole batch in
+        one Redis step: per event {"stored": "stream", "id": entry id}. With Redis away
+        an end or failure is written as a CDR directly (without the lease, so without a
+        rate: {"stored": "database"}); a start or answer cannot be stored (None: Kamailio
+        sends it again later). With the database away too, StoreUnavailable: nothing is
+        acknowledged."""
         docs = [e.to_json() for e in events]
         try:
-            await self.live.call_events(
+            ids = await self.live.call_events(
                 [(e.call_id, e.event, d) for e, d in zip(events, docs, strict=True)]
             )
         except CacheUnavailable as exc:
             self.metrics.degraded.labels(exc.code).inc()
-            return ["database" if await self._direct(d) else None for d in docs]
-        return ["stream"] * len(events)
+            return [{"stored": "database"} if await self._direct(d) else None for d in docs]
+        return [{"stored": "stream", "id": i} for i in ids]
 
     async def _direct(self, doc: dict[str, Any]) -> bool:
         """The CDR of an end or failure, written now without its lease (so without a rate)."""

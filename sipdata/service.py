@@ -24,7 +24,7 @@ from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import Rule, ordered_matches
 from sipdata.errors import CacheUnavailable, Overloaded
 from sipdata.live import LiveState
-from sipdata.lookups import UNFETCHED, LcrEntry, Lookups, today
+from sipdata.lookups import UNFETCHED, AclHit, LcrEntry, Lookups, today
 from sipdata.metrics import Metrics
 from sipdata.oneround import LeaseDocs, OneRound, Round
 from sipdata.settings import Settings
@@ -115,8 +115,7 @@ class Service(Lookups):
         if sources["acl"] == "generation" and view.gen is not None:
             view.memo.put("acl", query.source_ip, acl_hit)
         cred = None
-        ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1
-        if query.auth_user is not None and not ip_identified:
+        if query.auth_user is not None and not _ip_identified(acl_hit):
             cred, sources["credential"] = await self.credential(
                 query.auth_user,
                 view,
@@ -238,8 +237,7 @@ class Service(Lookups):
         sources = {"acl": "generation"}
         self._count("acl", "generation")
         cred = None
-        ip_identified = acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1  # type: ignore[index]
-        if query.auth_user is not None and not ip_identified:
+        if query.auth_user is not None and not _ip_identified(acl_hit):  # type: ignore[arg-type]
             cred = view.memo.get("cred", query.auth_user)
             if cred is MISSING:
                 return None  # unknown users read through to the database: the general path
@@ -382,13 +380,16 @@ class Service(Lookups):
     def _answer(
         self, verdict: Verdict, query: InviteQuery, view: View, sources: dict[str, str]
     ) -> dict[str, Any]:
-        out = verdict.to_json()
+        out = verdict.to_json(brief=query.brief)
         out["call_id"] = query.call_id
-        if query.brief and verdict.verdict == "route":
-            del out["legs"], out["explain"]
-            return out
-        out["explain"] = {**out["explain"], "sources": sources, "generation": view.gen}
+        if "explain" in out:
+            out["explain"] = {**out["explain"], "sources": sources, "generation": view.gen}
         return out
+
+
+def _ip_identified(acl_hit: AclHit | None) -> bool:
+    """One IP trunk owns the source: its credentials, if sent, are not needed."""
+    return acl_hit is not None and sum(t.auth_type == "ip" for t in acl_hit[1]) == 1
 
 
 def _lease_doc(verdict: Verdict, limits: Limits) -> dict[str, Any]:

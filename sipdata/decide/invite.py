@@ -66,7 +66,8 @@ class Verdict:
     legs: tuple[Leg, ...] = ()
     explain: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, brief: bool = False) -> dict[str, Any]:
+        """`brief`: a route without `legs` and `explain` (what Kamailio reads)."""
         out: dict[str, Any] = {"verdict": self.verdict, "code": self.code, "reason": self.reason}
         ident = self.identity
         if ident is not None:
@@ -75,6 +76,8 @@ class Verdict:
                 out["auth"] = {"ha1": ident.ha1, "algorithm": ident.algorithm, "realm": ident.realm}
         if self.verdict == "route":
             out["routing"] = rtjson(self.legs)
+            if brief:
+                return out
             out["legs"] = [leg.explain() for leg in self.legs]
         out["explain"] = self.explain
         return out

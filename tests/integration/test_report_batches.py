@@ -115,3 +115,21 @@ async def test_with_redis_and_the_database_away_the_batch_is_503(settings: Setti
     finally:
         await api.client.close()
     assert status == 503 and body["degraded"] is True
+
+
+async def test_a_single_report_is_a_batch_of_one_also_with_redis_away(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """/v1/events/call: an end is written as a CDR; a start, which has nowhere to go,
+    is 503 so Kamailio keeps it (never a 4xx, which would make it drop the report)."""
+    away = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    api = await start_api(away)
+    t0 = time.time()
+    try:
+        start_status, start = await api.post("/v1/events/call", keyed("s-1", "start", t0))
+        end_status, end = await api.post("/v1/events/call", keyed("s-1", "end", t0))
+    finally:
+        await api.client.close()
+    assert start_status == 503 and start["error"]["code"] == "redis_unavailable"
+    assert end_status == 202 and end == {"stored": "database", "call_id": "s-1"}
+    assert len(await cdrs(pool, "s-1")) == 1
