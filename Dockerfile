@@ -10,6 +10,9 @@ RUN useradd --system --uid 10001 sipdata
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER sipdata
+# Listening on every interface needs the shared secret: `serve` refuses to start
+# without SIPDATA_API_TOKEN (docs/operations.md, "Exposure"); pass it at run time
+# (`-e SIPDATA_API_TOKEN=...`), never bake it into the image.
 ENV SIPDATA_HTTP_HOST=0.0.0.0 \
     SIPDATA_HTTP_PORT=8480 \
     PYTHONUNBUFFERED=1

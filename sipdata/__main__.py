@@ -20,6 +20,7 @@ from sipdata import migrate as migrate_mod
 from sipdata import provision, ratedeck, store
 from sipdata.decide import digest
 from sipdata.errors import ConfigError, ImportFileError, SipdataError
+from sipdata.live import Entry, LiveState
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
@@ -141,21 +142,58 @@ async def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dead_doc(entry: Entry) -> dict[str, Any]:
+    """A dead letter as an operator reads it: its JSON fields decoded."""
+    entry_id, fields = entry
+    doc: dict[str, Any] = {"id": entry_id}
+    for name, raw in fields.items():
+        key = name.decode(errors="replace")
+        try:
+            doc[key] = orjson.loads(raw) if key in ("event", "lease", "report") else raw.decode()
+        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            doc[key] = raw.decode(errors="replace")
+    if "at" in doc and doc["at"].isdigit():
+        doc["at"] = dt.datetime.fromtimestamp(int(doc["at"]) / 1000, dt.UTC).isoformat()
+    return doc
+
+
+async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    redis = cache_mod.Cache.from_settings(settings)
+    live = LiveState.from_settings(redis, settings)
+    try:
+        if args.action == "list":
+            _print([_dead_doc(e) for e in await live.dead_letters(args.limit, args.after)])
+            return 0
+        if not args.all:
+            moved = await live.replay_dead(args.ids)
+            _print({"replayed": moved, "not_found": len(args.ids) - moved})
+            return 0 if moved == len(args.ids) else 1
+        moved, after = 0, "-"
+        while batch := await live.dead_letters(500, after):
+            moved += await live.replay_dead([i for i, _ in batch])
+            after = "(" + batch[-1][0]  # past the last one (left there if it could not move)
+        _print({"replayed": moved})
+        return 0
+    finally:
+        await redis.close()
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvloop
-    from aiohttp import web
 
     from sipdata.app import create_app
+    from sipdata.http.server import serve
 
-    uvloop.install()
-    web.run_app(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        keepalive_timeout=settings.keepalive_timeout_s,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-        print=None,
-        reuse_port=args.reuse_port,
+    settings.check_exposure()
+    uvloop.run(
+        serve(
+            create_app(settings),
+            settings.http_host,
+            settings.http_port,
+            keepalive_timeout=settings.keepalive_timeout_s,
+            access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+            reuse_port=args.reuse_port,
+        )
     )
     return 0
 
@@ -190,6 +228,18 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument(
         "--no-warm", dest="warm", action="store_false", help="do not reload Redis after the import"
     )
+    d = sub.add_parser(
+        "dead-letters",
+        help="list the reports the drainer could not write, or replay them after a fix",
+    )
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("list", help="print dead letters as JSON, oldest first")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--after", default="-", help="start after this entry id ('(ID' form ok)")
+    dr = dsub.add_parser("replay", help="send dead letters back to the drainer")
+    which = dr.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], help="entry ids from `list`")
+    which.add_argument("--all", action="store_true", help="every dead letter")
     sub.add_parser("demo-data", help="load the demo data set")
     h = sub.add_parser("hash-password", help="print a sip_trunks.password_hash value")
     h.add_argument("username")
@@ -204,6 +254,7 @@ ASYNC_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any
     "warm": cmd_warm,
     "import-rates": cmd_import_rates,
     "demo-data": cmd_demo_data,
+    "dead-letters": cmd_dead_letters,
 }
 
 
@@ -229,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except ConfigError as exc:
+        print(f"sipdata {args.command}: configuration error: {exc.message}", file=sys.stderr)
+        return 2
     except SipdataError as exc:
         print(f"sipdata {args.command}: {exc.message}", file=sys.stderr)
         return 1

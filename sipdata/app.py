@@ -22,7 +22,7 @@ from sipdata.warmer import Warmer
 from sipdata.writeback import WriteBack
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
-WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
+WRITEBACK = ops.WRITEBACK
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:

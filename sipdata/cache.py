@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from sipdata import keys
-from sipdata.errors import CacheUnavailable
+from sipdata.errors import CacheUnavailable, ConsumerGroupLost
 from sipdata.settings import Settings
 
 HSET_BATCH = 2000  # fields per HSET: big enough to amortise, small enough not to stall Redis
@@ -132,6 +132,10 @@ class Cache:
                 yield
         except TimeoutError as exc:
             raise CacheUnavailable(f"redis: {what} timed out") from exc
+        except ResponseError as exc:
+            if str(exc).startswith("NOGROUP"):
+                raise ConsumerGroupLost(f"redis: {what}: the consumer group is gone") from exc
+            raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
 

@@ -7,10 +7,17 @@
     │   └── NotFound                   404: the request names something that does not exist
     ├── Unauthorized                   401: the shared secret is missing or wrong
     ├── PayloadTooLarge                413: request body over the cap
+    ├── UnsupportedMediaType           415: a body that is not application/json
+    ├── StoreRejected                  422: the database refused the data itself (a
+    │                                  constraint, a type, a value out of range):
+    │                                  retrying the same write can never succeed
     └── Unavailable                    503: infrastructure, never an auth verdict
         ├── CacheUnavailable           Redis refused, timed out or was unreachable
+        │   └── ConsumerGroupLost      a report stream's consumer group is gone
+        │                              (Redis restarted empty): recreate it
         ├── StoreUnavailable           the database refused, timed out or was away
-        └── DeadlineExceeded           the answer could not be built in time
+        ├── DeadlineExceeded           the answer could not be built in time
+        └── Overloaded                 more decisions in flight than the process holds
 
 Library errors (redis, asyncpg) are translated into these in `cache` and
 `store`, the only modules that touch those libraries, so nothing above them
@@ -70,6 +77,23 @@ class PayloadTooLarge(SipdataError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(SipdataError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class StoreRejected(SipdataError):
+    """The database refused this data for good (SQLSTATE class 22 or 23); `sqlstate`
+    says which rule. A drainer dead-letters the report instead of retrying it."""
+
+    status = 422
+    code = "rejected_by_database"
+
+    def __init__(self, message: str, *, sqlstate: str = "", field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.sqlstate = sqlstate
+
+
 class Unavailable(SipdataError):
     """Infrastructure trouble. Kamailio answers 503 for this, never 401/403."""
 
@@ -78,6 +102,10 @@ class Unavailable(SipdataError):
 
 
 class CacheUnavailable(Unavailable):
+    code = "redis_unavailable"
+
+
+class ConsumerGroupLost(CacheUnavailable):
     code = "redis_unavailable"
 
 

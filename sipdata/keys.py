@@ -90,8 +90,10 @@ def readthrough(kind: str, key: str) -> str:
 # report sipdata has acknowledged. The drainer (consumer group DRAIN_GROUP)
 # writes CDRs from them and then deletes them; nothing trims the stream, so an
 # acknowledged report is never dropped to make room. An entry of either report
-# stream that can never be written (no org to bill, a corrupt registration)
-# moves to CALL_EVENTS_DEAD, with a `from` and `why` field, for a human.
+# stream that can never be written (no org to bill, a corrupt registration, a
+# row the database refuses) moves to CALL_EVENTS_DEAD, with `from`, `why` and
+# `at` fields, for a human: `sipdata dead-letters` lists and replays them.
+# Nothing trims it either.
 CALL_EVENTS: Final = "calls:events"
 CALL_EVENTS_DEAD: Final = "calls:dead"
 # Registration reports acknowledged while the database was away: applied to
@@ -420,4 +422,37 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return removed
+"""
+
+
+# Dead letters back to the stream they came from, each in one step (so a
+# replay racing another cannot lose an entry; a doubled one is harmless, the
+# drainer's writes are idempotent). KEYS: 1 CALL_EVENTS_DEAD, then the report
+# streams a `from` may name. ARGV: entry ids. Returns how many moved; an id
+# that is gone, or names a stream not in KEYS, stays where it is.
+REPLAY_DEAD_LUA: Final = """
+local moved = 0
+for _, id in ipairs(ARGV) do
+  local got = redis.call('XRANGE', KEYS[1], id, id)
+  if #got == 1 then
+    local fields, out, target = got[1][2], {}, nil
+    for i = 1, #fields, 2 do
+      local k, v = fields[i], fields[i + 1]
+      if k == 'from' then
+        for j = 2, #KEYS do
+          if KEYS[j] == v then target = v end
+        end
+      elseif k ~= 'why' and k ~= 'at' then
+        out[#out + 1] = k
+        out[#out + 1] = v
+      end
+    end
+    if target and #out > 0 then
+      redis.call('XADD', target, '*', unpack(out))
+      redis.call('XDEL', KEYS[1], id)
+      moved = moved + 1
+    end
+  end
+end
+return moved
 """

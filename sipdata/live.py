@@ -16,6 +16,7 @@ from sipdata.cache import Cache
 from sipdata.decide.admission import Limits
 from sipdata.decide.models import Registration
 from sipdata.decide.reports import MAX_EXPIRES, RegistrationReport
+from sipdata.settings import Settings
 
 Entry = tuple[str, dict[bytes, bytes]]
 
@@ -48,6 +49,16 @@ class LiveState:
         self._call_events = self.client.register_script(keys.CALL_EVENTS_LUA)
         self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
         self._register = self.client.register_script(keys.REGISTER_LUA)
+        self._replay = self.client.register_script(keys.REPLAY_DEAD_LUA)
+
+    @classmethod
+    def from_settings(cls, cache: Cache, settings: Settings) -> LiveState:
+        return cls(
+            cache,
+            pending_s=settings.lease_pending_s,
+            ringing_s=settings.lease_ringing_s,
+            max_call_s=settings.max_call_s,
+        )
 
     # -- admission -----------------------------------------------------------
 
@@ -222,8 +233,28 @@ class LiveState:
         entry_id, fields = entry
         async with self.cache.translated("dead-letter"):
             pipe = self.client.pipeline(transaction=True)
-            dead: dict[Any, Any] = {**fields, b"why": why.encode(), b"from": stream.encode()}
+            dead: dict[Any, Any] = {
+                **fields,
+                b"why": why.encode(),
+                b"from": stream.encode(),
+                b"at": str(now_ms()).encode(),
+            }
             pipe.xadd(keys.CALL_EVENTS_DEAD, dead)
             pipe.xack(stream, keys.DRAIN_GROUP, entry_id)
             pipe.xdel(stream, entry_id)
             await pipe.execute()
+
+    async def dead_letters(self, count: int, after: str = "-") -> list[Entry]:
+        """Up to `count` dead letters, oldest first, from `after` on (an id or "-")."""
+        async with self.cache.translated("read dead letters", bulk=True):
+            got = await self.client.xrange(keys.CALL_EVENTS_DEAD, after, "+", count)
+        return [(_text(i), fields) for i, fields in got]
+
+    async def replay_dead(self, ids: Sequence[str]) -> int:
+        """Move dead letters back to their stream for the drainer; how many moved."""
+        async with self.cache.translated("replay dead letters", bulk=True):
+            moved = await self._replay(
+                keys=[keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS, keys.REGISTRATION_QUEUE],
+                args=list(ids),
+            )
+        return int(moved)

@@ -78,6 +78,19 @@ class Metrics:
         self.backlog = Gauge(
             "sipdata_drain_backlog", "Entries waiting in a report stream", ["stream"], registry=r
         )
+        self.drain_errors = Counter(
+            "sipdata_drain_errors",
+            "Drain rounds that failed, by cause (redis, database, group_lost, unexpected)",
+            ["kind"],
+            registry=r,
+        )
+        # Set by the drainer (set_function): about 1 s while it works or idles; it grows
+        # while rounds fail or the loop is stuck. Alert on it with a backlog above 0.
+        self.drain_quiet = Gauge(
+            "sipdata_drain_seconds_since_good_round",
+            "Seconds since the drainer last finished a round without an error",
+            registry=r,
+        )
 
     def _child(self, metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
         key = (id(metric), labels)

@@ -11,7 +11,7 @@ import structlog
 from sipdata.decide import rating
 from sipdata.decide.models import Trunk
 from sipdata.decide.reports import CallEvent, RegistrationReport
-from sipdata.errors import CacheUnavailable, NotFound, StoreUnavailable
+from sipdata.errors import CacheUnavailable, NotFound, StoreRejected, StoreUnavailable
 from sipdata.live import LiveState
 from sipdata.lookups import Lookups
 from sipdata.metrics import Metrics
@@ -86,7 +86,7 @@ class Reports:
         stored while Redis is away is refused (503)."""
         (stored,) = await self.call_events([event])
         if stored is None:
-            raise CacheUnavailable("redis: a start or answer cannot be stored while Redis is away")
+            raise CacheUnavailable("redis: this report cannot be stored while Redis is away")
         return {**stored, "call_id": event.call_id}
 
     async def call_events(self, events: Sequence[CallEvent]) -> list[dict[str, str] | None]:
@@ -107,11 +107,18 @@ class Reports:
         return [{"stored": "stream", "id": i} for i in ids]
 
     async def _direct(self, doc: dict[str, Any]) -> bool:
-        """The CDR of an end or failure, written now without its lease (so without a rate)."""
+        """The CDR of an end or failure, written now without its lease (so without a
+        rate). False when it cannot be written now: no org to bill, or the database
+        refuses it (an unknown org): kept by Kamailio, it reaches the stream once Redis
+        is back and becomes a dead letter there, where it can be replayed."""
         cdr = rating.cdr_of(
             doc, None, self.settings.billing_minimum_s, self.settings.billing_increment_s
         )
         if cdr is None:
             return False
-        await self.records.write_cdr(cdr)
+        try:
+            await self.records.write_cdr(cdr)
+        except StoreRejected as exc:
+            log.warning("report kept: refused by the database", error=exc.message)
+            return False
         return True

@@ -36,12 +36,7 @@ class Service(Lookups):
 
     def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics) -> None:
         super().__init__(settings, cache, store, metrics)
-        self.live = LiveState(
-            cache,
-            pending_s=settings.lease_pending_s,
-            ringing_s=settings.lease_ringing_s,
-            max_call_s=settings.max_call_s,
-        )
+        self.live = LiveState.from_settings(cache, settings)
         self.rounds = OneRound(cache, self.live)
         self._inflight = 0
         self.lease_docs = LeaseDocs(self.rounds, on_error=metrics.degraded.labels("lease_docs").inc)

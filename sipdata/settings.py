@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -51,7 +53,8 @@ class Settings:
     # an answer report with its SDP is under 3 KiB.
     max_batch_bytes: int = 1_048_576
     # Shared secret Kamailio sends as "Authorization: Bearer ..." on /v1/*;
-    # empty = no check (a service bound to loopback or a private network).
+    # empty = no check, which `serve` allows on a loopback address only: the
+    # lookups hand out HA1 digests (check_exposure).
     api_token: str = ""
     # Longer than libcurl's 118 s idle reuse, so Kamailio never hits a closed socket.
     keepalive_timeout_s: float = 125.0
@@ -69,6 +72,9 @@ class Settings:
     sweep_interval_s: float = 30.0
     drain_batch: int = 200
     drain_backoff_max_s: float = 30.0
+    # /ready turns unready when reports wait and the drainer has had no good round
+    # for this long (above the backoff, so one database blip does not flap it).
+    drain_stall_s: float = 60.0
     # CDR rating: first billed block and the increment after it (6/6 by default).
     billing_minimum_s: int = 6
     billing_increment_s: int = 6
@@ -134,6 +140,7 @@ class Settings:
         _check(self.sweep_interval_s > 0, "SIPDATA_SWEEP_INTERVAL_S", "must be > 0")
         _check(self.drain_batch >= 1, "SIPDATA_DRAIN_BATCH", "must be >= 1")
         _check(self.drain_backoff_max_s > 0, "SIPDATA_DRAIN_BACKOFF_MAX_S", "must be > 0")
+        _check(self.drain_stall_s > 0, "SIPDATA_DRAIN_STALL_S", "must be > 0")
         _check(self.billing_minimum_s >= 0, "SIPDATA_BILLING_MINIMUM_S", "must be >= 0")
         _check(self.billing_increment_s >= 1, "SIPDATA_BILLING_INCREMENT_S", "must be >= 1")
         _check(
@@ -143,6 +150,34 @@ class Settings:
         )
         _check(self.log_format in {"json", "console"}, "SIPDATA_LOG_FORMAT", "must be json|console")
         _check(bool(self.realm) and ":" not in self.realm, "SIPDATA_REALM", "must be a domain")
+
+    def check_exposure(self) -> None:
+        """`serve` on an address other hosts reach needs the shared secret: without
+        it /v1/credentials gives anyone the HA1 digests of every trunk."""
+        if self.api_token or _loopback(self.http_host):
+            return
+        raise ConfigError(
+            f"SIPDATA_HTTP_HOST={self.http_host} is reachable from other hosts and "
+            "SIPDATA_API_TOKEN is empty: set SIPDATA_API_TOKEN (Kamailio's SIPDATA_SECRET) "
+            "or bind to 127.0.0.1",
+            field="SIPDATA_API_TOKEN",
+        )
+
+
+def _loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback one ("" and 0.0.0.0 are all
+    interfaces; a name counts by what it resolves to)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 def _check(ok: bool, name: str, why: str) -> None:

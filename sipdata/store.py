@@ -26,7 +26,7 @@ from sipdata.decide.models import (
     is_uuid,
 )
 from sipdata.decide.routes import trunk_address
-from sipdata.errors import StoreUnavailable
+from sipdata.errors import StoreRejected, StoreUnavailable
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -37,6 +37,10 @@ Isolation = Literal["read_committed", "serializable", "repeatable_read"]
 
 # SQLSTATE classes that mean "the database is away or overloaded", not "bug".
 _UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+# Classes that mean "the database refuses this data": 22 data exception (a value
+# out of range, a bad type), 23 integrity constraint (a foreign key names a row
+# that does not exist). The same write fails the same way every time.
+_REJECTED_CLASSES = ("22", "23")
 MAX_TX_ATTEMPTS = 6
 
 
@@ -46,9 +50,19 @@ async def translated(what: str) -> AsyncIterator[None]:
     try:
         yield
     except asyncpg.PostgresError as exc:
-        if str(exc.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES:
-            raise StoreUnavailable(f"database: {what} failed ({exc.sqlstate})") from exc
+        sqlstate = str(exc.sqlstate or "")
+        if sqlstate[:2] in _UNAVAILABLE_CLASSES:
+            raise StoreUnavailable(f"database: {what} failed ({sqlstate})") from exc
+        if sqlstate[:2] in _REJECTED_CLASSES:
+            detail = str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
+            raise StoreRejected(
+                f"database refused {what} ({sqlstate}): {detail}", sqlstate=sqlstate
+            ) from exc
         raise
+    except asyncpg.exceptions._base.DataError as exc:
+        # The client could not encode an argument (an InterfaceError subclass, but
+        # about the data, not the connection): as final as a server-side 22xxx.
+        raise StoreRejected(f"database refused {what}: {exc}", sqlstate="22000") from exc
     except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
         raise StoreUnavailable(f"database: {what} failed: {exc.__class__.__name__}") from exc
 

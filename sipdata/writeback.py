@@ -1,14 +1,22 @@
 """Background write-back: drain the report streams into the database, keep
 `sip_trunks.channels_in_use` in step with the leases, mark lapsed registrations offline.
 
+The promise: every report acknowledged with 2xx becomes exactly one row or one
+dead letter, whatever Redis, the database or the input does.
+
 The drainer reads with a consumer group, so an entry stays in the stream until
 the database holds its effect: entries read by a process that died are taken
 over after `CLAIM_IDLE_MS`, and a database outage only stops the loop (with
-backoff and jitter) until it is back. Idle, it costs one blocking read of both
-streams; its own unacknowledged entries are re-read only after a failure or a
-claim, and stale ones are looked for every `CLAIM_EVERY_S`. Every database write is idempotent, so
-an entry handled twice (a crash between the commit and the acknowledgement,
-or a 40003) changes nothing the second time.
+backoff and jitter) until it is back. An entry the database refuses for good
+(a constraint, a type, a value out of range: StoreRejected) or that cannot be
+decoded goes to the dead-letter stream with the reason, and the rest of its
+batch is written; `sipdata dead-letters` lists and replays them. No error ends
+the loop, and a consumer group lost with Redis's data is created again.
+Idle, it costs one blocking read of both streams; its own unacknowledged
+entries are re-read only after a failure or a claim, and stale ones are looked
+for every `CLAIM_EVERY_S`. Every database write is idempotent, so an entry
+handled twice (a crash between the commit and the acknowledgement, or a 40003)
+changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,8 +38,14 @@ from sipdata import keys
 from sipdata.cache import Cache
 from sipdata.decide import rating
 from sipdata.decide.rating import Cdr
-from sipdata.decide.reports import registration_report
-from sipdata.errors import CacheUnavailable, InputError, StoreUnavailable
+from sipdata.decide.reports import RegistrationReport, registration_report
+from sipdata.errors import (
+    CacheUnavailable,
+    ConsumerGroupLost,
+    InputError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from sipdata.live import Entry, LiveState
 from sipdata.metrics import Metrics
 from sipdata.records import Records
@@ -44,6 +59,52 @@ IDLE_BLOCK_MS = 1000
 
 class Unusable(Exception):
     """An entry that no retry can write (it goes to the dead-letter stream)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    trunk_id: str
+    report: RegistrationReport
+
+
+# What one stream entry asks of the database (None: nothing, acknowledge it).
+Write = Cdr | _Registration | None
+
+
+@dataclass
+class DrainHealth:
+    """Whether the drain loop is alive and getting through its rounds (for /ready and
+    /metrics). A round that finds nothing to do counts as a good one."""
+
+    running: bool = False
+    last_ok: float = field(default_factory=time.monotonic)
+    failing_since: float | None = None
+    last_error: str | None = None
+
+    def ok(self) -> None:
+        self.last_ok = time.monotonic()
+        self.failing_since = None
+        self.last_error = None
+
+    def failed(self, error: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = error
+
+    def seconds_since_ok(self) -> float:
+        return time.monotonic() - self.last_ok
+
+    def stalled(self, waiting: int, stall_s: float) -> str | None:
+        """Why reports that wait are not being written, or None while all is well."""
+        if waiting == 0:
+            return None
+        if not self.running:
+            return f"{waiting} call/registration reports waiting and the drainer is not running"
+        quiet = self.seconds_since_ok()
+        if quiet < stall_s:
+            return None
+        why = f": {self.last_error}" if self.last_error else ""
+        return f"{waiting} reports waiting, drainer without a good round for {quiet:.0f}s{why}"
 
 
 class WriteBack:
@@ -61,27 +122,21 @@ class WriteBack:
         self.records = records
         self.metrics = metrics
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.health = DrainHealth()
+        metrics.drain_quiet.set_function(self.health.seconds_since_ok)
         self._groups_ready = False
         self._next_claim = 0.0
         # Streams where this consumer may hold entries it read but did not settle.
         self._own_pending: set[str] = set()
-        self.streams: dict[str, Callable[[Entry], Awaitable[Cdr | None]]] = {
-            keys.REGISTRATION_QUEUE: self._registration,
+        self.decoders: dict[str, Callable[[Entry], Write]] = {
+            keys.REGISTRATION_QUEUE: _registration,
             keys.CALL_EVENTS: self._call_event,
         }
+        self.streams = list(self.decoders)
 
-    # -- handlers ------------------------------------------------------------
+    # -- decoding (pure: what an entry asks of the database) ------------------
 
-    async def _registration(self, entry: Entry) -> Cdr | None:
-        try:
-            doc = orjson.loads(entry[1][b"report"])
-            report = registration_report(doc)
-        except (KeyError, orjson.JSONDecodeError, InputError) as exc:
-            raise Unusable(f"bad registration entry: {exc}") from exc
-        await self.records.save_registration(doc["trunk_id"], report)
-        return None
-
-    async def _call_event(self, entry: Entry) -> Cdr | None:
+    def _call_event(self, entry: Entry) -> Write:
         """The CDR an end or failure closes (written by _settle with the rest of the batch)."""
         fields = entry[1]
         try:
@@ -103,13 +158,12 @@ class WriteBack:
     async def drain_once(self, block_ms: int | None = None) -> int:
         """Settle one batch: own unsettled entries first, else new ones (waiting up to
         `block_ms` for them); how many entries were settled."""
-        streams = list(self.streams)
         if not self._groups_ready:
-            for stream in streams:
+            for stream in self.streams:
                 await self.live.ensure_group(stream)
             self._groups_ready = True
         if time.monotonic() >= self._next_claim:
-            for stream in streams:
+            for stream in self.streams:
                 batch = self.settings.drain_batch
                 if await self.live.claim_stale(stream, self.consumer, CLAIM_IDLE_MS, batch):
                     self._own_pending.add(stream)
@@ -123,7 +177,7 @@ class WriteBack:
                 self._own_pending.discard(stream)
         if not batches:
             batches = await self.live.read_new(
-                streams, self.consumer, self.settings.drain_batch, block_ms
+                self.streams, self.consumer, self.settings.drain_batch, block_ms
             )
         # Read means pending until settled: if a stream's batch fails, the batches
         # of the others are not settled either and must be read again first.
@@ -136,45 +190,117 @@ class WriteBack:
 
     async def _settle(self, stream: str, entries: list[Entry]) -> int:
         """Handle a batch; its CDRs go to the database in one transaction. An entry is
-        acknowledged only once what it stands for is durable."""
-        handle = self.streams[stream]
+        acknowledged only once what it stands for is durable: in the database, or in
+        the dead-letter stream with the reason no retry can cure."""
+        decode = self.decoders[stream]
         done: list[str] = []
-        closing: list[str] = []
-        cdrs: list[Cdr] = []
+        writes: list[tuple[Entry, Cdr | _Registration]] = []
         try:
             for entry in entries:
                 try:
-                    cdr = await handle(entry)
+                    write = decode(entry)
                 except Unusable as exc:
-                    log.error("report unusable", stream=stream, id=entry[0], error=str(exc))
-                    await self.live.dead_letter(stream, entry, str(exc))
-                    self.metrics.drained.labels(stream, "dead").inc()
+                    await self._dead(stream, entry, str(exc))
                     continue
-                if cdr is None:
+                except Exception as exc:  # decoding is pure: it would fail the same way again
+                    log.exception("report undecodable", stream=stream, id=entry[0])
+                    await self._dead(stream, entry, f"undecodable: {exc!r}")
+                    continue
+                if write is None:
                     done.append(entry[0])
                 else:
-                    cdrs.append(cdr)
-                    closing.append(entry[0])
-            if cdrs:
-                await self.records.write_cdrs(cdrs)
-                done.extend(closing)
-            self.metrics.drained.labels(stream, "written").inc(len(done))
+                    writes.append((entry, write))
+            await self._write(stream, writes, done)
         finally:
             await self.live.done(stream, done)
+            self.metrics.drained.labels(stream, "written").inc(len(done))
         self.metrics.backlog.labels(stream).set(await self.live.length(stream))
         return len(entries)
 
+    async def _write(
+        self, stream: str, writes: list[tuple[Entry, Cdr | _Registration]], done: list[str]
+    ) -> None:
+        """Write each entry's effect, appending its id to `done` once it is durable. The
+        CDRs go in one transaction; if the database refuses one of them, each is written
+        on its own and only the refused ones become dead letters."""
+        cdrs = [(entry, w) for entry, w in writes if isinstance(w, Cdr)]
+        for entry, w in writes:
+            if isinstance(w, _Registration):
+                try:
+                    await self.records.save_registration(w.trunk_id, w.report)
+                except StoreRejected as exc:
+                    await self._dead(stream, entry, exc.message)
+                    continue
+                done.append(entry[0])
+        if not cdrs:
+            return
+        try:
+            await self.records.write_cdrs([c for _, c in cdrs])
+        except StoreRejected:
+            for entry, cdr in cdrs:
+                try:
+                    await self.records.write_cdr(cdr)
+                except StoreRejected as exc:
+                    await self._dead(stream, entry, exc.message)
+                    continue
+                done.append(entry[0])
+        else:
+            done.extend(entry[0] for entry, _ in cdrs)
+
+    async def _dead(self, stream: str, entry: Entry, why: str) -> None:
+        log.error("report dead-lettered", stream=stream, id=entry[0], why=why)
+        await self.live.dead_letter(stream, entry, why)
+        self.metrics.drained.labels(stream, "dead").inc()
+
+    async def waiting(self) -> int:
+        """Reports not yet in the database (both streams), for /ready."""
+        total = 0
+        for stream in self.streams:
+            n = await self.live.length(stream)
+            self.metrics.backlog.labels(stream).set(n)
+            total += n
+        return total
+
     async def drain_loop(self) -> None:
+        """Drain until cancelled. No error ends the loop: an outage backs off with
+        jitter, a lost consumer group is recreated, anything unexpected is logged and
+        counted and the round is tried again (DrainHealth tells /ready)."""
         backoff = 0.0
-        while True:
-            try:
-                await self.drain_once(block_ms=IDLE_BLOCK_MS)
-            except (StoreUnavailable, CacheUnavailable) as exc:
+        self.health.running = True
+        try:
+            while True:
+                try:
+                    await self.drain_once(block_ms=IDLE_BLOCK_MS)
+                except ConsumerGroupLost as exc:
+                    # Redis lost its data: a new group reads what the stream still holds.
+                    self._groups_ready = False
+                    self._own_pending.clear()
+                    self._failed("group_lost", exc.message)
+                    log.warning("consumer group lost, recreating it", error=exc.message)
+                    continue
+                except (StoreUnavailable, CacheUnavailable) as exc:
+                    self._groups_ready = False  # a restarted Redis may have lost them
+                    self._failed(
+                        "redis" if isinstance(exc, CacheUnavailable) else "database", exc.message
+                    )
+                    message = exc.message
+                except Exception as exc:
+                    log.exception("drain round failed unexpectedly")
+                    self._failed("unexpected", repr(exc))
+                    message = repr(exc)
+                else:
+                    backoff = 0.0
+                    self.health.ok()
+                    continue
                 backoff = min(self.settings.drain_backoff_max_s, max(0.5, backoff * 2))
-                log.warning("drain paused", error=exc.message, retry_in_s=round(backoff, 1))
+                log.warning("drain paused", error=message, retry_in_s=round(backoff, 1))
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))
-                continue
-            backoff = 0.0
+        finally:
+            self.health.running = False
+
+    def _failed(self, kind: str, message: str) -> None:
+        self.health.failed(message)
+        self.metrics.inc(self.metrics.drain_errors, kind)
 
     # -- periodic jobs ---------------------------------------------------------
 
@@ -194,6 +320,8 @@ class WriteBack:
                 await job()
             except (StoreUnavailable, CacheUnavailable) as exc:
                 log.warning("write-back job failed", job=job.__name__, error=exc.message)
+            except Exception:  # the next round may fare better; the loop must not die
+                log.exception("write-back job failed unexpectedly", job=job.__name__)
             await asyncio.sleep(interval_s)
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
@@ -202,3 +330,11 @@ class WriteBack:
             self._every(self.settings.channels_sync_s, self.sync_channels),
             self._every(self.settings.sweep_interval_s, self.sweep),
         ]
+
+
+def _registration(entry: Entry) -> Write:
+    try:
+        doc = orjson.loads(entry[1][b"report"])
+        return _Registration(str(doc["trunk_id"]), registration_report(doc))
+    except (KeyError, TypeError, orjson.JSONDecodeError, InputError) as exc:
+        raise Unusable(f"bad registration entry: {exc}") from exc

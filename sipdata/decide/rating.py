@@ -22,6 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CENT_PLACES = Decimal("0.0001")
+# cdrs.from_number / to_number are VARCHAR(50); a From user may be longer (a name,
+# a SIP URI user part). The call is billed all the same with the party clipped,
+# rather than refused by the database and dead-lettered.
+PARTY_MAX = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +118,8 @@ def cdr_of(
         call_id=event["call_id"],
         org_id=org_id,
         trunk_id=event.get("trunk_id") or lease.get("trunk_id"),
-        from_number=event.get("from"),
-        to_number=event.get("to"),
+        from_number=_party(event.get("from")),
+        to_number=_party(event.get("to")),
         start_time=started,
         answer_time=answered,
         end_time=ended,
@@ -139,3 +143,7 @@ def cdr_of(
             if v
         },
     )
+
+
+def _party(value: Any) -> str | None:
+    return None if value is None else str(value)[:PARTY_MAX]

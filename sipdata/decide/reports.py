@@ -20,9 +20,14 @@ from sipdata.decide.models import is_uuid
 from sipdata.errors import InputError
 
 CALL_EVENTS = ("start", "answer", "end", "fail")
+# Why an answered call ended (docs/api.md); stored as cdrs.termination_cause.
+CAUSES = ("caller_bye", "callee_bye", "timeout", "normal_clearing")
 MAX_EXPIRES = 7 * 24 * 3600
 MAX_SDP = 4096
 _MAX_TEXT = 256
+# cdrs.call_id is VARCHAR(255): a longer Call-ID is refused here (and by the
+# decision), before it is acknowledged, never by the database afterwards.
+MAX_CALL_ID = 255
 # 2001-09-09 .. 2286: a Kamailio clock outside this is broken, not a report.
 _TS_RANGE = (1e9, 1e10)
 # Static RTP payload types (RFC 3551) that an SDP may use without an rtpmap.
@@ -166,6 +171,13 @@ def _ts(doc: Mapping[str, Any], name: str, *, required: bool = False) -> dt.date
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+def _choice(doc: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str | None:
+    value = _text(doc, name)
+    if value is not None and value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}", field=name)
+    return value
+
+
 def _ip(doc: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
     value = _text(doc, name, required=required)
     return None if value is None else str(acl.canonical_ip(value, name))
@@ -201,7 +213,7 @@ def registration_report(doc: Mapping[str, Any]) -> RegistrationReport:
         source_ip=source_ip,
         user_agent=_text(doc, "user_agent"),
         expires=expires,
-        call_id=_text(doc, "call_id", required=True) or "",
+        call_id=_text(doc, "call_id", required=True, limit=MAX_CALL_ID) or "",
         cseq=_int(doc, "cseq", 0, 2**31 - 1) or 0,
         ts=ts,
     )
@@ -216,7 +228,7 @@ def call_event(doc: Mapping[str, Any]) -> CallEvent:
     sdp = _text(doc, "sdp", limit=MAX_SDP)
     return CallEvent(
         event=event,
-        call_id=_text(doc, "call_id", required=True) or "",
+        call_id=_text(doc, "call_id", required=True, limit=MAX_CALL_ID) or "",
         ts=ts,
         trunk_id=_uuid(doc, "trunk_id"),
         org_id=_uuid(doc, "org_id"),
@@ -228,7 +240,7 @@ def call_event(doc: Mapping[str, Any]) -> CallEvent:
         answer_ts=_ts(doc, "answer_ts"),
         sip_code=_int(doc, "sip_code", 100, 699),
         sip_reason=_text(doc, "sip_reason"),
-        cause=_text(doc, "cause"),
+        cause=_choice(doc, "cause", CAUSES),
         codecs=codecs(sdp) if sdp else (),
     )
 
@@ -273,7 +285,14 @@ def batch_item(item: Any, index: int) -> Mapping[str, Any]:
     return item
 
 
-def report_key(item: Any) -> str | None:
-    """The key Kamailio files the report under (echoed so it can drop it), if usable."""
+def report_key(item: Any, index: int) -> str:
+    """The key Kamailio files a batched report under, echoed in `done` or `kept` so it
+    knows what to drop: required, because a report it cannot name would be sent
+    again forever."""
     key = item.get("report_key") if isinstance(item, dict) else None
-    return key if isinstance(key, str) and 0 < len(key) <= MAX_KEY else None
+    field = f"reports[{index}].report_key"
+    if not isinstance(key, str) or not key:
+        raise InputError("report_key must be a non-empty string", field=field)
+    if len(key) > MAX_KEY or any(ord(c) < 32 for c in key):
+        raise InputError(f"report_key must be at most {MAX_KEY} printable characters", field=field)
+    return key

@@ -37,12 +37,14 @@ async def call_events(request: web.Request) -> web.Response:
     doc = await params.read(request, request.app[MAX_BATCH_BODY])
     items = reports.call_batch(doc)
     valid: list[reports.CallEvent] = []
-    valid_keys: list[str | None] = []
+    valid_keys: list[str] = []
     refused: list[dict[str, Any]] = []
     for i, item in enumerate(items):
-        key = reports.report_key(item)
+        key: str | None = None
         try:
-            valid.append(reports.call_event(reports.batch_item(item, i)))
+            doc = reports.batch_item(item, i)
+            key = reports.report_key(doc, i)
+            valid.append(reports.call_event(doc))
             valid_keys.append(key)
         except InputError as exc:
             refused.append(
@@ -52,9 +54,9 @@ async def call_events(request: web.Request) -> web.Response:
     pairs = list(zip(valid_keys, stored, strict=True))
     body = {
         "stored": sum(s is not None for s in stored),
-        "done": [k for k, s in pairs if k and s is not None]
+        "done": [k for k, s in pairs if s is not None]
         + [r["report_key"] for r in refused if r["report_key"]],
-        "kept": [k for k, s in pairs if k and s is None],
+        "kept": [k for k, s in pairs if s is None],
         "refused": refused,
     }
     return json_response(body, status=202)

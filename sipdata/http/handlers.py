@@ -12,6 +12,7 @@ from sipdata.decide import lcr
 from sipdata.decide.digest import normalise_algorithm
 from sipdata.decide.invite import InviteQuery, Verdict, check_credential
 from sipdata.decide.numbers import canonical_or_none
+from sipdata.decide.reports import MAX_CALL_ID
 from sipdata.decide.rules import ordered_matches
 from sipdata.errors import InputError
 from sipdata.http import params
@@ -171,7 +172,7 @@ async def custom_lookup(request: web.Request) -> web.Response:
 
 async def decide_invite(request: web.Request) -> web.Response:
     p = await _params(request)
-    call_id = params.required(p, "call_id")
+    call_id = params.text(p, "call_id", limit=MAX_CALL_ID) or ""
     structlog.contextvars.bind_contextvars(call_id=call_id[:128])
     algorithm = params.text(p, "auth_algorithm", required=False)
     query = InviteQuery(

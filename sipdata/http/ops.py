@@ -10,6 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sipdata.errors import SipdataError
 from sipdata.http.handlers import SERVICE
 from sipdata.http.responses import json_response
+from sipdata.writeback import WriteBack
+
+WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -33,6 +36,12 @@ async def ready(request: web.Request) -> web.Response:
                 reasons.append(f"warmer heartbeat is {age:.0f}s old")
         if detail["generation"] is None:
             reasons.append("no serving generation in redis")
+        if service.settings.writeback_enabled:
+            writeback = request.app[WRITEBACK]
+            detail["reports_waiting"] = waiting = await writeback.waiting()
+            stalled = writeback.health.stalled(waiting, service.settings.drain_stall_s)
+            if stalled:
+                reasons.append(stalled)
     except SipdataError as exc:
         reasons.append(exc.message)
     try:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from sipdata.decide import acl
 from sipdata.decide.numbers import canonical
-from sipdata.errors import InputError, PayloadTooLarge
+from sipdata.errors import InputError, PayloadTooLarge, UnsupportedMediaType
 
 MAX_TEXT = 256  # no SIP identifier sipdata handles is longer
 
@@ -27,6 +27,11 @@ async def read(request: web.Request, max_bytes: int) -> Mapping[str, Any]:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
     if not body:
         return {}
+    # A form or text body that happens to parse as JSON was not meant as JSON.
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"body must be application/json, not {request.content_type}", field="Content-Type"
+        )
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -36,7 +41,9 @@ async def read(request: web.Request, max_bytes: int) -> Mapping[str, Any]:
     return doc
 
 
-def text(params: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+def text(
+    params: Mapping[str, Any], name: str, *, required: bool = True, limit: int = MAX_TEXT
+) -> str | None:
     value = params.get(name)
     if value is None or value == "":
         if required:
@@ -44,8 +51,8 @@ def text(params: Mapping[str, Any], name: str, *, required: bool = True) -> str 
         return None
     if not isinstance(value, str):
         raise InputError(f"{name} must be a string", field=name)
-    if len(value) > MAX_TEXT:
-        raise InputError(f"{name} is longer than {MAX_TEXT} characters", field=name)
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters", field=name)
     if any(ord(c) < 32 for c in value):
         raise InputError(f"{name} contains control characters", field=name)
     return value

@@ -221,10 +221,36 @@ class RedisServer:
             self.proc.wait(10)
             self.proc = None
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, no final save; only what its files already hold survives."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer("--maxmemory-policy", "noeviction")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    """A private redis-server run as docs/operations.md asks for acknowledged reports:
+    AOF with `appendfsync always`, so a reply means the write is on disk."""
+    server = RedisServer(
+        "--maxmemory-policy",
+        "noeviction",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+    )
     server.start()
     yield server
     server.stop()

@@ -101,3 +101,50 @@ async def test_bad_input_changes_nothing(api: Api) -> None:
         await api.get("/v1/decide/invite", source_ip="bogus", to="1", call_id="c")
         await api.get("/v1/credentials", username="x" * 400)
     assert sorted(await api.service.cache.client.keys("*")) == keys_before
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/v1/decide/invite", "text/plain"),
+        ("/v1/events/call", "text/plain"),
+        ("/v1/events/calls", "application/x-www-form-urlencoded"),
+        ("/v1/events/register", "application/octet-stream"),
+    ],
+)
+async def test_a_body_that_is_not_declared_json_is_415(
+    api: Api, path: str, content_type: str
+) -> None:
+    """JSON endpoints read only what is sent as JSON: a text or form body that happens
+    to parse is refused with 415, and nothing is stored."""
+    before = sorted(await api.service.cache.client.keys("*"))
+    body = b'{"event": "end", "call_id": "c", "ts": 1790000000, "org_id": null}'
+    resp = await api.client.post(path, data=body, headers={"Content-Type": content_type})
+    assert_error(resp.status, await resp.json(), 415, "unsupported_media_type", "Content-Type")
+    assert sorted(await api.service.cache.client.keys("*")) == before
+
+
+async def test_a_call_id_longer_than_a_cdr_holds_is_refused_at_the_decision(api: Api) -> None:
+    """cdrs.call_id is VARCHAR(255): a longer Call-ID is a 400 before anything is
+    admitted, not a CDR the database refuses later."""
+    status, body = await api.get(
+        "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="c" * 256
+    )
+    assert_error(status, body, 400, "invalid_parameter", "call_id")
+    assert (await api.decide(source_ip="127.0.0.10", to="12125551234", call_id="c" * 255))[
+        "verdict"
+    ] == "route"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"cause": "hung_up_angrily"}, "cause"), ({"call_id": "c" * 256}, "call_id")],
+    ids=["undocumented-cause", "call-id-too-long"],
+)
+async def test_a_report_with_a_value_the_cdr_cannot_hold_is_refused(
+    api: Api, extra: dict[str, str], field: str
+) -> None:
+    """Refused with 400 naming the field, so it is never acknowledged and then lost."""
+    report = {"event": "end", "call_id": "c", "ts": 1_790_000_000, **extra}
+    status, body = await api.post("/v1/events/call", report)
+    assert_error(status, body, 400, "invalid_parameter", field)

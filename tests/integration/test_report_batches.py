@@ -15,8 +15,8 @@ from sipdata import keys
 from sipdata.cache import Cache
 from sipdata.settings import Settings
 
+from .calls import ACME_IP, call_report, cdrs, drain
 from .conftest import Api, free_port, start_api
-from .test_writeback import ACME_IP, call_report, cdrs, drain
 
 pytestmark = pytest.mark.usefixtures("warm")
 
@@ -133,3 +133,20 @@ async def test_a_single_report_is_a_batch_of_one_also_with_redis_away(
     assert start_status == 503 and start["error"]["code"] == "redis_unavailable"
     assert end_status == 202 and end == {"stored": "database", "call_id": "s-1"}
     assert len(await cdrs(pool, "s-1")) == 1
+
+
+@pytest.mark.parametrize("bad_key", [7, None, "", ["k"]], ids=["int", "null", "empty", "list"])
+async def test_a_report_kamailio_could_not_match_by_key_is_refused_not_stored(
+    api: Api, cache: Cache, bad_key: Any
+) -> None:
+    """A report stored without a usable key would be listed in neither `done` nor `kept`
+    and Kamailio would send it forever: it is refused (index and field named) and not
+    stored; its neighbours in the batch are unaffected."""
+    t0 = time.time()
+    odd = {**call_report("odd", "end", t0), "report_key": bad_key}
+    status, body = await api.post("/v1/events/calls", {"reports": [keyed("fine", "end", t0), odd]})
+    assert status == 202, body
+    assert body["done"] == ["fine:end"] and body["kept"] == [] and body["stored"] == 1
+    (refused,) = body["refused"]
+    assert refused["index"] == 1 and refused["field"] == "reports[1].report_key"
+    assert await cache.client.xlen(keys.CALL_EVENTS) == 1

@@ -20,41 +20,13 @@ from sipdata.provision import demo_id
 from sipdata.records import Records
 from sipdata.settings import Settings
 
+from .calls import ACME_IP, call_report, cdrs, drain
 from .conftest import Api, start_api
 from .faults import CuttableProxy
 
 pytestmark = pytest.mark.usefixtures("warm")
 
-ACME_IP = demo_id("trunk:acme-ip")
-ACME = demo_id("org:acme")
 PBX = demo_id("trunk:acme-pbx")
-
-
-def call_report(call_id: str, event: str, t0: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "event": event,
-        "call_id": call_id,
-        "ts": t0 + {"start": 0.1, "answer": 2, "end": 63.5, "fail": 1}[event],
-        "trunk_id": ACME_IP,
-        "org_id": ACME,
-        "source_ip": "127.0.0.10",
-        "from": "caller",
-        "to": "12125551234",
-        "invite_ts": t0,
-        **extra,
-    }
-
-
-async def cdrs(pool: asyncpg.Pool, call_id: str) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn:
-        return list(await conn.fetch("SELECT * FROM cdrs WHERE call_id = $1", call_id))
-
-
-async def drain(api: Api) -> None:
-    for _ in range(20):
-        if not await api.writeback.drain_once():
-            return
-    raise AssertionError("streams did not drain")
 
 
 async def test_answered_call_gets_one_rated_cdr(api: Api, pool: asyncpg.Pool) -> None:
@@ -94,6 +66,21 @@ async def test_failed_call_cdr_carries_the_sip_code(api: Api, pool: asyncpg.Pool
     (row,) = await cdrs(pool, "busy")
     assert (row["sip_response_code"], row["duration"], row["cost"]) == (486, 0, None)
     assert row["termination_cause"] == "failed"
+
+
+async def test_a_party_longer_than_the_cdr_column_is_clipped_not_lost(
+    api: Api, pool: asyncpg.Pool, cache: Cache
+) -> None:
+    """cdrs.from_number is VARCHAR(50); a From user of 80 characters still bills the
+    call, clipped, instead of the database refusing the CDR."""
+    caller = "a-very-long-display-user-" * 3 + "x" * 5
+    await api.post(
+        "/v1/events/call", call_report("long", "end", time.time() - 70, **{"from": caller})
+    )
+    await drain(api)
+    (row,) = await cdrs(pool, "long")
+    assert row["from_number"] == caller[:50]
+    assert await cache.client.xlen(keys.CALL_EVENTS_DEAD) == 0
 
 
 async def test_entry_handled_twice_writes_one_cdr(api: Api, pool: asyncpg.Pool) -> None:

@@ -155,19 +155,44 @@ def test_any_call_event_is_parsed_or_refused_with_a_field(doc: dict[str, Any]) -
         assert err.field
 
 
+def test_a_usable_report_key_is_returned_as_sent() -> None:
+    """The key is echoed back to Kamailio exactly as it filed the report."""
+    assert reports.report_key({"report_key": "abc@host:end"}, 0) == "abc@host:end"
+
+
 @pytest.mark.parametrize(
-    ("item", "key"),
+    "item",
     [
-        ({"report_key": "abc@host:end"}, "abc@host:end"),
-        ({"report_key": ""}, None),
-        ({"report_key": 7}, None),
-        ({"report_key": "k" * 513}, None),
-        ({}, None),
-        ("not an object", None),
+        {"report_key": ""},
+        {"report_key": 7},
+        {"report_key": ["k"]},
+        {"report_key": "k" * 513},
+        {"report_key": "a\nb"},
+        {},
+        "not an object",
     ],
+    ids=["empty", "integer", "list", "too-long", "control-char", "missing", "not-an-object"],
 )
-def test_report_key_is_echoed_only_when_usable(item: Any, key: str | None) -> None:
-    assert reports.report_key(item) == key
+def test_a_report_key_kamailio_could_not_match_is_refused_naming_it(item: Any) -> None:
+    """A report whose key cannot be echoed back would be listed in neither `done` nor
+    `kept` and sent again forever: it is refused, naming reports[i].report_key."""
+    with pytest.raises(InputError) as caught:
+        reports.report_key(item, 3)
+    assert caught.value.field == "reports[3].report_key"
+
+
+@pytest.mark.parametrize("cause", reports.CAUSES)
+def test_each_documented_cause_is_accepted(cause: str) -> None:
+    """The documented termination causes reach the CDR unchanged."""
+    assert reports.call_event({**CALL, "cause": cause}).cause == cause
+
+
+@pytest.mark.parametrize("cause", ["hangup", "CALLER_BYE", "x" * 40, "normal clearing"])
+def test_an_undocumented_cause_is_refused(cause: str) -> None:
+    """termination_cause holds only the documented values, never whatever was sent."""
+    with pytest.raises(InputError) as caught:
+        reports.call_event({**CALL, "cause": cause})
+    assert caught.value.field == "cause"
 
 
 @pytest.mark.parametrize(

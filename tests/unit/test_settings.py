@@ -53,3 +53,33 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.http_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "allowed"),
+    [
+        ("127.0.0.1", "", True),
+        ("127.0.0.2", "", True),
+        ("::1", "", True),
+        ("[::1]", "", True),
+        ("localhost", "", True),
+        ("0.0.0.0", "", False),
+        ("::", "", False),
+        ("", "", False),
+        ("10.0.0.5", "", False),
+        ("0.0.0.0", "s3cret", True),
+        ("10.0.0.5", "s3cret", True),
+    ],
+)
+def test_serving_beyond_loopback_needs_the_shared_secret(
+    host: str, token: str, allowed: bool
+) -> None:
+    """HA1s go to whoever reaches /v1/credentials: only a loopback-only service may run
+    without SIPDATA_API_TOKEN; otherwise the refusal names the setting."""
+    settings = Settings(http_host=host, api_token=token)
+    if allowed:
+        settings.check_exposure()
+    else:
+        with pytest.raises(ConfigError) as caught:
+            settings.check_exposure()
+        assert caught.value.field == "SIPDATA_API_TOKEN"
