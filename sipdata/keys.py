@@ -96,6 +96,10 @@ def readthrough(kind: str, key: str) -> str:
 # Nothing trims it either.
 CALL_EVENTS: Final = "calls:events"
 CALL_EVENTS_DEAD: Final = "calls:dead"
+# Report identity -> its dead letter's id, so a report Kamailio sent twice (a
+# retransmission both copies of which were acknowledged) is one dead letter,
+# as it is one CDR. Owned with the dead stream: an entry leaves on replay.
+CALL_EVENTS_DEAD_INDEX: Final = "calls:dead:index"
 # Registration reports acknowledged while the database was away: applied to
 # Redis at once, to the database by the drainer when it is back.
 REGISTRATION_QUEUE: Final = "registrations:queue"
@@ -425,23 +429,45 @@ return removed
 """
 
 
+# Move a stream entry to the dead letters, in one step with its
+# acknowledgement, unless the same report (ARGV[3], its identity) is a dead
+# letter already. KEYS: 1 the report stream, 2 CALL_EVENTS_DEAD,
+# 3 CALL_EVENTS_DEAD_INDEX. ARGV: 1 DRAIN_GROUP, 2 entry id, 3 report identity,
+# 4.. the dead letter's field/value pairs. Answers 1 if a dead letter was added.
+DEAD_LETTER_LUA: Final = """
+local added = 0
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then
+  local fields = {}
+  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+  local id = redis.call('XADD', KEYS[2], '*', 'key', ARGV[3], unpack(fields))
+  redis.call('HSET', KEYS[3], ARGV[3], id)
+  added = 1
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return added
+"""
+
 # Dead letters back to the stream they came from, each in one step (so a
 # replay racing another cannot lose an entry; a doubled one is harmless, the
-# drainer's writes are idempotent). KEYS: 1 CALL_EVENTS_DEAD, then the report
-# streams a `from` may name. ARGV: entry ids. Returns how many moved; an id
-# that is gone, or names a stream not in KEYS, stays where it is.
+# drainer's writes are idempotent). KEYS: 1 CALL_EVENTS_DEAD,
+# 2 CALL_EVENTS_DEAD_INDEX, then the report streams a `from` may name. ARGV:
+# entry ids. Returns how many moved; an id that is gone, or names a stream not
+# in KEYS, stays where it is.
 REPLAY_DEAD_LUA: Final = """
 local moved = 0
 for _, id in ipairs(ARGV) do
   local got = redis.call('XRANGE', KEYS[1], id, id)
   if #got == 1 then
-    local fields, out, target = got[1][2], {}, nil
+    local fields, out, target, key = got[1][2], {}, nil, nil
     for i = 1, #fields, 2 do
       local k, v = fields[i], fields[i + 1]
       if k == 'from' then
-        for j = 2, #KEYS do
+        for j = 3, #KEYS do
           if KEYS[j] == v then target = v end
         end
+      elseif k == 'key' then
+        key = v
       elseif k ~= 'why' and k ~= 'at' then
         out[#out + 1] = k
         out[#out + 1] = v
@@ -450,6 +476,7 @@ for _, id in ipairs(ARGV) do
     if target and #out > 0 then
       redis.call('XADD', target, '*', unpack(out))
       redis.call('XDEL', KEYS[1], id)
+      if key then redis.call('HDEL', KEYS[2], key) end
       moved = moved + 1
     end
   end

@@ -50,6 +50,7 @@ class LiveState:
         self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
         self._register = self.client.register_script(keys.REGISTER_LUA)
         self._replay = self.client.register_script(keys.REPLAY_DEAD_LUA)
+        self._dead_letter = self.client.register_script(keys.DEAD_LETTER_LUA)
 
     @classmethod
     def from_settings(cls, cache: Cache, settings: Settings) -> LiveState:
@@ -229,20 +230,20 @@ class LiveState:
             pipe.xdel(stream, *ids)
             await pipe.execute()
 
-    async def dead_letter(self, stream: str, entry: Entry, why: str) -> None:
+    async def dead_letter(self, stream: str, entry: Entry, why: str, identity: str) -> bool:
+        """Acknowledge the entry and keep it as a dead letter with the reason, unless the
+        same report (`identity`) is one already; whether a dead letter was added."""
         entry_id, fields = entry
+        flat: list[bytes | str] = []
+        for name, value in fields.items():
+            flat += [name, value]
+        flat += [b"why", why, b"from", stream, b"at", str(now_ms())]
         async with self.cache.translated("dead-letter"):
-            pipe = self.client.pipeline(transaction=True)
-            dead: dict[Any, Any] = {
-                **fields,
-                b"why": why.encode(),
-                b"from": stream.encode(),
-                b"at": str(now_ms()).encode(),
-            }
-            pipe.xadd(keys.CALL_EVENTS_DEAD, dead)
-            pipe.xack(stream, keys.DRAIN_GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
+            added = await self._dead_letter(
+                keys=[stream, keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS_DEAD_INDEX],
+                args=[keys.DRAIN_GROUP, entry_id, identity, *flat],
+            )
+        return bool(added)
 
     async def dead_letters(self, count: int, after: str = "-") -> list[Entry]:
         """Up to `count` dead letters, oldest first, from `after` on (an id or "-")."""
@@ -254,7 +255,12 @@ class LiveState:
         """Move dead letters back to their stream for the drainer; how many moved."""
         async with self.cache.translated("replay dead letters", bulk=True):
             moved = await self._replay(
-                keys=[keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS, keys.REGISTRATION_QUEUE],
+                keys=[
+                    keys.CALL_EVENTS_DEAD,
+                    keys.CALL_EVENTS_DEAD_INDEX,
+                    keys.CALL_EVENTS,
+                    keys.REGISTRATION_QUEUE,
+                ],
                 args=list(ids),
             )
         return int(moved)

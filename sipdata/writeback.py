@@ -248,9 +248,10 @@ class WriteBack:
             done.extend(entry[0] for entry, _ in cdrs)
 
     async def _dead(self, stream: str, entry: Entry, why: str) -> None:
-        log.error("report dead-lettered", stream=stream, id=entry[0], why=why)
-        await self.live.dead_letter(stream, entry, why)
-        self.metrics.drained.labels(stream, "dead").inc()
+        added = await self.live.dead_letter(stream, entry, why, _identity(stream, entry))
+        if added:  # a retransmitted copy of a dead report is acknowledged, not kept twice
+            log.error("report dead-lettered", stream=stream, id=entry[0], why=why)
+            self.metrics.drained.labels(stream, "dead").inc()
 
     async def waiting(self) -> int:
         """Reports not yet in the database (both streams), for /ready."""
@@ -338,3 +339,17 @@ def _registration(entry: Entry) -> Write:
         return _Registration(str(doc["trunk_id"]), registration_report(doc))
     except (KeyError, TypeError, orjson.JSONDecodeError, InputError) as exc:
         raise Unusable(f"bad registration entry: {exc}") from exc
+
+
+def _identity(stream: str, entry: Entry) -> str:
+    """What makes two entries the same report (Kamailio's report key for a call; the
+    ordering fields for a registration); the entry id when it cannot be read."""
+    fields = entry[1]
+    try:
+        if stream == keys.CALL_EVENTS:
+            event = orjson.loads(fields[b"event"])
+            return f"call:{event['call_id']}:{event['event']}"
+        doc = orjson.loads(fields[b"report"])
+        return f"reg:{doc['trunk_id']}:{doc['call_id']}:{doc['cseq']}:{doc['ts']}"
+    except (KeyError, TypeError, orjson.JSONDecodeError):
+        return f"{stream}:{entry[0]}"

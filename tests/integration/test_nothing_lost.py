@@ -251,3 +251,18 @@ async def test_dead_letters_are_listed_and_replayed_after_the_data_is_fixed(
     again = await asyncio.to_thread(run, settings, "dead-letters", "replay", entry["id"])
     assert again.returncode == 1 and orjson.loads(again.stdout)["not_found"] == 1
     assert await cdr_count(pool, "late-org") == 1
+
+
+async def test_a_poison_report_sent_twice_is_one_dead_letter(draining: Api, cache: Cache) -> None:
+    """Kamailio may send a report again after it was acknowledged (a lost answer): both
+    copies are acknowledged, and as a good report makes one CDR, a poison one makes
+    one dead letter, not two."""
+    report = call_report("twice-poison", "end", time.time() - 70, org_id=NOBODY)
+
+    async def settled() -> bool:
+        return await cache.client.xlen(keys.CALL_EVENTS) == 0 and bool(await dead_letters(cache))
+
+    for _ in range(2):  # the second copy arrives after the first was dead-lettered
+        assert (await draining.post("/v1/events/call", report))[0] == 202
+        await eventually(settled, "the copy drained")
+    assert len(await dead_letters(cache)) == 1
