@@ -11,13 +11,14 @@ import datetime as dt
 import time
 from typing import Any
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
+from sipdata.db.pool import create_pool
+from sipdata.db.reads import Store
 from sipdata.decide.acl import canonical_ip
 from sipdata.decide.invite import InviteQuery
 from sipdata.metrics import Metrics
-from sipdata.service import Service
+from sipdata.serving.decision import Service
 from sipdata.settings import Settings
-from sipdata.store import Store, create_pool
 
 CALLS = 3000
 WARMUP = 300

@@ -11,7 +11,7 @@ import time
 import redis.asyncio as aioredis
 import uvloop
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
 
 CALLS, CALLERS = 20_000, 32
 

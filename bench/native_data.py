@@ -17,9 +17,10 @@ import os
 import shutil
 from pathlib import Path
 
+from sipdata.db.pool import create_pool
+from sipdata.db.reads import Store
 from sipdata.decide import lcr
 from sipdata.settings import Settings
-from sipdata.store import Store, create_pool
 
 TEMPLATES = Path("/usr/share/kamailio/dbtext/kamailio")
 TABLES = ("address", "subscriber", "lcr_gw", "lcr_rule", "lcr_rule_target")

@@ -15,16 +15,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from sipdata import cache as cache_mod
-from sipdata import migrate as migrate_mod
-from sipdata import provision, ratedeck, store
-from sipdata.decide import digest
+from sipdata.cache.client import Cache
+from sipdata.cache.live import Entry, LiveState
+from sipdata.db import migrate as migrate_mod
+from sipdata.db import provision
+from sipdata.db.pool import create_pool
+from sipdata.db.reads import Store
+from sipdata.decide import digest, ratedeck
 from sipdata.errors import ConfigError, ImportFileError, SipdataError
-from sipdata.live import Entry, LiveState
+from sipdata.jobs.warmer import Warmer
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
-from sipdata.warmer import Warmer
 
 
 def _print(doc: Any) -> None:
@@ -36,7 +38,7 @@ def _today() -> dt.date:
 
 
 async def _with_pool(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    pool = await store.create_pool(settings)
+    pool = await create_pool(settings)
     try:
         return await work(pool)
     finally:
@@ -74,11 +76,11 @@ async def cmd_partitions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
-    redis = cache_mod.Cache.from_settings(settings)
+    redis = Cache.from_settings(settings)
     try:
 
         async def work(pool: Any) -> Any:
-            return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
+            return await Warmer(settings, redis, Store(pool), Metrics()).load_once()
 
         if not args.loop:
             beat = await _with_pool(settings, work)
@@ -86,7 +88,7 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
             return 0
 
         async def forever(pool: Any) -> None:
-            await Warmer(settings, redis, store.Store(pool), Metrics()).run()
+            await Warmer(settings, redis, Store(pool), Metrics()).run()
 
         await _with_pool(settings, forever)
         return 0
@@ -121,11 +123,11 @@ async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
         "removed": result.removed,
     }
     if args.warm:
-        redis = cache_mod.Cache.from_settings(settings)
+        redis = Cache.from_settings(settings)
         try:
 
             async def warm(pool: Any) -> Any:
-                return await Warmer(settings, redis, store.Store(pool), Metrics()).load_once()
+                return await Warmer(settings, redis, Store(pool), Metrics()).load_once()
 
             out["warm"] = await _with_pool(settings, warm)
         finally:
@@ -158,7 +160,7 @@ def _dead_doc(entry: Entry) -> dict[str, Any]:
 
 
 async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    redis = cache_mod.Cache.from_settings(settings)
+    redis = Cache.from_settings(settings)
     live = LiveState.from_settings(redis, settings)
     try:
         if args.action == "list":

@@ -9,17 +9,18 @@ from typing import Any
 
 from aiohttp import web
 
-from sipdata import cache as cache_mod
-from sipdata import store as store_mod
+from sipdata.cache.client import Cache
+from sipdata.db.pool import create_pool
+from sipdata.db.reads import Store
+from sipdata.db.writes import Records
 from sipdata.http import events, handlers, ops
 from sipdata.http.middleware import make_middleware
+from sipdata.jobs.warmer import Warmer
+from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
-from sipdata.records import Records
-from sipdata.reports import Reports
-from sipdata.service import Service
+from sipdata.serving.callbacks import Reports
+from sipdata.serving.decision import Service
 from sipdata.settings import Settings
-from sipdata.warmer import Warmer
-from sipdata.writeback import WriteBack
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
 WRITEBACK = ops.WRITEBACK
@@ -46,10 +47,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[events.MAX_BATCH_BODY] = settings.max_batch_bytes
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        redis = cache_mod.Cache.from_settings(settings)
+        redis = Cache.from_settings(settings)
         # min_size 0: the service starts (and serves from Redis) while the database is away.
-        pool = await store_mod.create_pool(settings, min_size=0)
-        service = Service(settings, redis, store_mod.Store(pool), metrics)
+        pool = await create_pool(settings, min_size=0)
+        service = Service(settings, redis, Store(pool), metrics)
         app[handlers.SERVICE] = service
         records = Records(pool, on_retry=metrics.db_retries.inc)
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)

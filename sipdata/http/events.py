@@ -11,7 +11,7 @@ from sipdata.errors import InputError
 from sipdata.http import params
 from sipdata.http.handlers import MAX_BODY
 from sipdata.http.responses import json_response
-from sipdata.reports import Reports
+from sipdata.serving.callbacks import Reports
 
 REPORTS: web.AppKey[Reports] = web.AppKey("reports", Reports)
 MAX_BATCH_BODY: web.AppKey[int] = web.AppKey("max_batch_body", int)

@@ -17,8 +17,8 @@ from sipdata.decide.rules import ordered_matches
 from sipdata.errors import InputError
 from sipdata.http import params
 from sipdata.http.responses import json_response
-from sipdata.lookups import today
-from sipdata.service import Service
+from sipdata.serving.decision import Service
+from sipdata.serving.lookups import today
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sipdata.errors import SipdataError
 from sipdata.http.handlers import SERVICE
 from sipdata.http.responses import json_response
-from sipdata.writeback import WriteBack
+from sipdata.jobs.writeback import WriteBack
 
 WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis
 
-from sipdata.provision import demo_id
+from sipdata.db.provision import demo_id
 from tests.e2e.harness import SUMMARIES, Kamailio, Sipdata, require
 
 PG = os.environ.get("SIPDATA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from sipdata.provision import demo_id
+from sipdata.db.provision import demo_id
 
 from .conftest import Api
 

@@ -18,14 +18,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from sipdata import migrate, provision
 from sipdata.app import WRITEBACK, create_app
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
+from sipdata.db import migrate, provision
+from sipdata.db.reads import Store
 from sipdata.http.handlers import SERVICE
+from sipdata.jobs.warmer import Warmer
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
-from sipdata.store import Store
-from sipdata.warmer import Warmer
 
 PG = os.environ.get("SIPDATA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("SIPDATA_TEST_REDIS", "redis://127.0.0.1:6379/14")
@@ -97,7 +97,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    from sipdata.store import create_pool
+    from sipdata.db.pool import create_pool
 
     p = await create_pool(settings)
     async with p.acquire() as conn:

@@ -24,8 +24,8 @@ import asyncpg
 import orjson
 import pytest
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
 from sipdata.settings import Settings
 
 from .calls import call_report, eventually

@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipdata import keys
-from sipdata.cache import Cache
-from sipdata.provision import demo_id
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
 from sipdata.settings import Settings
 
 from .conftest import Api, start_api, warmer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
 
 
 async def test_cancellation_is_never_swallowed_by_the_redis_client(cache: Cache) -> None:

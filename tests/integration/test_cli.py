@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
 from sipdata.decide import digest
-from sipdata.provision import demo_id
 from sipdata.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("demo")

@@ -13,7 +13,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
 from sipdata.settings import Settings
 
 from .conftest import RedisServer, free_port, start_api, warmer

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from sipdata.db.provision import demo_id
 from sipdata.decide import digest
-from sipdata.provision import demo_id
 
 from .conftest import Api
 

@@ -7,7 +7,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from sipdata import migrate
+from sipdata.db import migrate
 
 SEED_TABLES = {
     "organizations",

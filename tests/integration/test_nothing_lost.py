@@ -15,9 +15,9 @@ import asyncpg
 import orjson
 import pytest
 
-from sipdata import keys
-from sipdata.cache import Cache
-from sipdata.provision import demo_id
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
 from sipdata.settings import Settings
 
 from .calls import call_report, cdrs, eventually

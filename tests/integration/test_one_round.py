@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sipdata import keys
-from sipdata.cache import Cache
-from sipdata.provision import demo_id
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
 from sipdata.settings import Settings
 
 from .conftest import Api, RedisServer, warmer

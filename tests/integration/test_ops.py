@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
 from sipdata.settings import Settings
 
 from .conftest import Api, warmer

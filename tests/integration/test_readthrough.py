@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipdata.cache import Cache
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
 from sipdata.decide import digest
-from sipdata.provision import demo_id
 from sipdata.settings import Settings
 
 from .conftest import Api, warmer

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
 from sipdata.settings import Settings
 
 from .calls import ACME_IP, call_report, cdrs, drain

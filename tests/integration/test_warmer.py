@@ -11,11 +11,12 @@ import asyncpg
 import orjson
 import pytest
 
-from sipdata import keys, provision
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db import provision
+from sipdata.db.provision import demo_id
+from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import CacheUnavailable
-from sipdata.provision import demo_id
-from sipdata.ratedeck import DeckRow
 from sipdata.settings import Settings
 
 from .conftest import Api, RedisServer, start_api, warmer

@@ -12,12 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.provision import demo_id
+from sipdata.db.writes import Records
 from sipdata.decide.reports import registration_report
 from sipdata.errors import StoreUnavailable
-from sipdata.provision import demo_id
-from sipdata.records import Records
 from sipdata.settings import Settings
 
 from .calls import ACME_IP, call_report, cdrs, drain
@@ -265,7 +265,7 @@ async def test_restored_after_redis_restart(
     """Redis restarts empty during traffic: decisions keep routing (database reads), the
     next warm rebuilds the generation and the live registrations, and admission starts
     counting again from the calls admitted after the restart."""
-    from sipdata.cache import Cache as CacheClass
+    from sipdata.cache.client import Cache as CacheClass
 
     from .conftest import warmer
 

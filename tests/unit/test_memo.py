@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipdata.catalog import MISSING, Memo, View
+from sipdata.serving.catalog import MISSING, Memo, View
 
 
 def test_unknown_is_missing_and_none_is_an_answer() -> None:

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
+from sipdata.decide.ratedeck import parse
 from sipdata.errors import ImportFileError
-from sipdata.ratedeck import parse
 
 HEADER = "prefix,rate,effective_date,expiry_date,priority,description\n"
 

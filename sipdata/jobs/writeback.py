@@ -34,8 +34,10 @@ from typing import Any
 import orjson
 import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.cache.live import Entry, LiveState
+from sipdata.db.writes import Records
 from sipdata.decide import rating
 from sipdata.decide.rating import Cdr
 from sipdata.decide.reports import RegistrationReport, registration_report
@@ -46,9 +48,7 @@ from sipdata.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from sipdata.live import Entry, LiveState
 from sipdata.metrics import Metrics
-from sipdata.records import Records
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -10,7 +10,7 @@ from importlib import resources
 import asyncpg
 import structlog
 
-from sipdata.store import Conn, translated
+from sipdata.db.pool import Conn, translated
 
 log = structlog.get_logger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncpg
 
+from sipdata.db.pool import Conn, in_transaction
 from sipdata.decide import digest
+from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import InputError
-from sipdata.ratedeck import DeckRow
-from sipdata.store import Conn, in_transaction
 
 IMPORT_BATCH = 10_000  # rows per statement: bounded message size, few round trips
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import asyncpg
 
+from sipdata.db.pool import Conn, in_transaction
 from sipdata.decide.rating import Cdr
 from sipdata.decide.reports import RegistrationReport
-from sipdata.store import Conn, in_transaction
 
 # A report is stale, and changes nothing, when the stored one is newer by
 # Kamailio's clock or is the same registration (Call-ID) at a higher CSeq; a

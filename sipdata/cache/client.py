@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from sipdata import keys
+from sipdata.cache import keys
 from sipdata.errors import CacheUnavailable, ConsumerGroupLost
 from sipdata.settings import Settings
 

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.cache.live import LiveState
 from sipdata.decide.admission import Limits
 from sipdata.errors import CacheUnavailable
-from sipdata.live import LiveState
 
 log = structlog.get_logger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from redis.exceptions import ResponseError
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
 from sipdata.decide.admission import Limits
 from sipdata.decide.models import Registration
 from sipdata.decide.reports import MAX_EXPIRES, RegistrationReport

@@ -8,14 +8,14 @@ from typing import Any
 
 import structlog
 
+from sipdata.cache.live import LiveState
+from sipdata.db.writes import Records
 from sipdata.decide import rating
 from sipdata.decide.models import Trunk
 from sipdata.decide.reports import CallEvent, RegistrationReport
 from sipdata.errors import CacheUnavailable, NotFound, StoreRejected, StoreUnavailable
-from sipdata.live import LiveState
-from sipdata.lookups import Lookups
 from sipdata.metrics import Metrics
-from sipdata.records import Records
+from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)

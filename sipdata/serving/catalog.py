@@ -16,8 +16,8 @@ from typing import Final
 import orjson
 import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
 from sipdata.decide.models import Carrier
 from sipdata.errors import CacheUnavailable
 from sipdata.metrics import Metrics

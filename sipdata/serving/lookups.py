@@ -20,17 +20,17 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache
-from sipdata.catalog import Catalog, View
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.reads import Store
 from sipdata.decide import acl, lcr
 from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
 from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import Rule, RuleError, parse_rule
 from sipdata.errors import CacheUnavailable
 from sipdata.metrics import Metrics
+from sipdata.serving.catalog import Catalog, View
 from sipdata.settings import Settings
-from sipdata.store import Store
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

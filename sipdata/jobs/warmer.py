@@ -21,16 +21,16 @@ from typing import Any
 import orjson
 import structlog
 
-from sipdata import keys
-from sipdata.cache import Cache
+from sipdata.cache import keys
+from sipdata.cache.client import Cache
+from sipdata.db.reads import Snapshot, Store, registration_of
 from sipdata.decide import acl, lcr
 from sipdata.decide.models import Trunk
 from sipdata.decide.rules import RuleError, parse_rule
 from sipdata.errors import SipdataError
-from sipdata.lookups import rules_doc
 from sipdata.metrics import Metrics
+from sipdata.serving.lookups import rules_doc
 from sipdata.settings import Settings
-from sipdata.store import Snapshot, Store, registration_of
 
 log = structlog.get_logger(__name__)
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import orjson
 
-from sipdata.cache import Cache, FirstRound
-from sipdata.catalog import MISSING, View
+from sipdata.cache.client import Cache, FirstRound
+from sipdata.cache.live import LiveState
+from sipdata.cache.onetrip import LeaseDocs, OneRound, Round
+from sipdata.db.reads import Store
 from sipdata.decide import acl, admission
 from sipdata.decide.admission import Limits
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, identify, route
@@ -23,12 +25,10 @@ from sipdata.decide.models import Registration, Trunk
 from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import Rule, ordered_matches
 from sipdata.errors import CacheUnavailable, Overloaded
-from sipdata.live import LiveState
-from sipdata.lookups import UNFETCHED, AclHit, LcrEntry, Lookups, today
 from sipdata.metrics import Metrics
-from sipdata.oneround import LeaseDocs, OneRound, Round
+from sipdata.serving.catalog import MISSING, View
+from sipdata.serving.lookups import UNFETCHED, AclHit, LcrEntry, Lookups, today
 from sipdata.settings import Settings
-from sipdata.store import Store
 
 
 class Service(Lookups):

@@ -1,0 +1,1 @@
+"""Background work: the warmer, the report drainer, channel write-back and the sweeper."""

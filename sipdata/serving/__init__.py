@@ -1,0 +1,1 @@
+"""The one decision path and the lookups, fed by the cache with read-through to the database."""
