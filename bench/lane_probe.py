@@ -1,4 +1,4 @@
-"""EVALSHA calls per second, 32 concurrent callers: redis-py's client call vs sipdata's Lane.
+"""EVALSHA calls per second, 32 concurrent callers: redis-py's client vs PinnedConnections.
 
 Run: .venv/bin/python -m bench.lane_probe  (Redis on 127.0.0.1:6379, db 15)
 """
@@ -32,7 +32,7 @@ async def main() -> None:
     await cache.client.script_load(script.script)
     try:
         client = await rate(lambda: script(keys=[], args=[]))
-        lane = await rate(lambda: cache.lane.script(script, [], []))
+        lane = await rate(lambda: cache.pinned.script(script, [], []))
     finally:
         await cache.close()
     print(f"client {client:.0f}/s  lane {lane:.0f}/s  ({lane / client:.2f}x)")

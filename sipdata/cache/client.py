@@ -1,4 +1,4 @@
-"""Redis reads and writes in the shapes the decisions need; Redis errors become CacheUnavailable.
+"""The Redis client as sipdata uses it: every call bounded in time, errors become CacheUnavailable.
 
 (`type: ignore[misc]` below: redis-py types its asyncio commands as
 `Awaitable[T] | T`, shared with the sync client; on this client they are awaitable.)
@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from sipdata.cache import keys
+from sipdata.cache.pinned import PinnedConnections
+from sipdata.cache.scripts import (
+    NextGenerationArgv,
+    NextGenerationKeys,
+    PruneOnlineArgv,
+    PruneOnlineKeys,
+    Scripts,
+    SwitchArgv,
+    SwitchEach,
+    SwitchKeys,
+    flat,
+)
 from sipdata.errors import CacheUnavailable, ConsumerGroupLost
 from sipdata.settings import Settings
 
@@ -37,76 +49,20 @@ def connect(settings: Settings) -> aioredis.Redis:
 
 
 @dataclass(frozen=True, slots=True)
-class FirstRound:
-    """What the first round trip of a decision brought back (raw bytes, None = absent)."""
+class IdentityProbe:
+    """Who a caller may be, as one pipeline read it from a generation (raw stored
+    values; None = absent): the serving generation's id, the ACL probes' owners,
+    and the digest user's credential and read-through entry."""
 
     current: int | None
     acl: list[bytes | None]
     cred: bytes | None
     cred_rt: bytes | None
-    lcr: list[bytes | None]
-    did: bytes | None
-    did_rt: bytes | None
-
-
-class Lane:
-    """Connections of the client's pool, each used one command at a time, for the
-    decision's single script call.
-
-    redis-py's client call costs as much CPU again as the command itself (the
-    pool's lock, a health-check read on every checkout, the retry wrapper):
-    twice the calls per second over these connections in a probe here. A
-    connection whose reply did not arrive in full (an error, a cancellation) is
-    closed by redis-py and never reused, so no caller reads another's reply.
-    """
-
-    def __init__(self, client: aioredis.Redis, idle_max: int = 64) -> None:
-        self.pool = client.connection_pool
-        self.idle_max = idle_max
-        self._idle: list[Any] = []
-
-    async def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        conn = self._idle.pop() if self._idle else self.pool.make_connection()  # type: ignore[no-untyped-call]
-        if not conn.is_connected:
-            await conn.connect()
-        try:
-            await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            try:
-                reply = await conn.read_response()
-            except NoScriptError:  # a restarted Redis: load it, ask again
-                await conn.send_command("SCRIPT", "LOAD", script.script)
-                await conn.read_response()
-                await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                reply = await conn.read_response()
-        except ResponseError:
-            await self._keep(conn)  # an error reply is a whole reply: the connection is fine
-            raise
-        except (OSError, RedisError):
-            # A broken connection (Redis restarted?): the idle ones are as old as
-            # this one, so drop them all rather than fail the next calls one by one.
-            await conn.disconnect(nowait=True)
-            await self.close()
-            raise
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        await self._keep(conn)
-        return reply
-
-    async def _keep(self, conn: Any) -> None:
-        if conn.is_connected and len(self._idle) < self.idle_max:
-            self._idle.append(conn)
-        else:
-            await conn.disconnect(nowait=True)
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.disconnect(nowait=True)
 
 
 class Cache:
-    """The serving store, as sipdata uses it."""
+    """Redis: generation reads and writes, read-through entries, the warmer's lock and
+    heartbeat. Live state (leases, registrations, report streams) is `live.py`."""
 
     def __init__(
         self, client: aioredis.Redis, timeout_s: float = 0.25, bulk_timeout_s: float = 30.0
@@ -114,11 +70,8 @@ class Cache:
         self.client = client
         self.timeout_s = timeout_s  # per call on the request path
         self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
-        self.lane = Lane(client)
-        self._switch = client.register_script(keys.SWITCH_LUA)
-        self._next_generation = client.register_script(keys.NEXT_GENERATION_LUA)
-        self._org_routing = client.register_script(keys.ORG_ROUTING_LUA)
-        self._prune_online = client.register_script(keys.PRUNE_ONLINE_LUA)
+        self.pinned = PinnedConnections(client)
+        self.scripts = Scripts(client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
@@ -140,7 +93,7 @@ class Cache:
             raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
 
     async def close(self) -> None:
-        await self.lane.close()
+        await self.pinned.close()
         await self.client.aclose()
 
     async def ping(self) -> None:
@@ -178,60 +131,29 @@ class Cache:
             )  # type: ignore[misc]
         return values
 
-    async def first_round(
-        self,
-        gen: int,
-        *,
-        acl_probes: Sequence[str],
-        username: str | None,
-        lcr_probes: Sequence[str],
-        number: str,
-    ) -> FirstRound:
-        """One pipeline: generation check, ACL probes, credential, LCR prefixes, DID.
+    async def identity_probe(
+        self, gen: int, *, acl_probes: Sequence[str], username: str | None
+    ) -> IdentityProbe:
+        """One pipeline: the generation check, the ACL probes and the credential.
 
-        Read-through entries are fetched only where a generation miss may read
-        through (credential, DID); ACL and LCR misses in a generation are final.
+        The credential's read-through entry comes too (a generation miss reads
+        through for credentials); an ACL miss in a generation is final.
         """
-        async with self.translated("first round"):
+        async with self.translated("identity probe"):
             pipe = self.client.pipeline(transaction=False)
             pipe.get(keys.CURRENT)
             pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
             if username is not None:
                 pipe.hget(keys.gen_key(keys.KIND_CRED, gen), username)
                 pipe.get(keys.readthrough("cred", username))
-            pipe.hmget(keys.gen_key(keys.KIND_LCR, gen), list(lcr_probes))
-            pipe.hget(keys.gen_key(keys.KIND_DID, gen), number)
-            pipe.get(keys.readthrough("did", number))
             out = await pipe.execute()
-        cur, acl = out[0], out[1]
-        if username is not None:
-            cred, cred_rt, rest = out[2], out[3], out[4:]
-        else:
-            cred, cred_rt, rest = None, None, out[2:]
-        return FirstRound(
-            current=int(cur) if cur else None,
-            acl=acl if acl_probes else [],
+        cred, cred_rt = (out[2], out[3]) if username is not None else (None, None)
+        return IdentityProbe(
+            current=int(out[0]) if out[0] else None,
+            acl=out[1] if acl_probes else [],
             cred=cred,
             cred_rt=cred_rt,
-            lcr=rest[0],
-            did=rest[1],
-            did_rt=rest[2],
         )
-
-    async def org_routing(
-        self, gen: int, org_id: str | None, trunk_ids: Iterable[str]
-    ) -> tuple[bytes | None, dict[str, bytes | None]]:
-        """The org's rules doc and the registrations of the trunks it may route to."""
-        async with self.translated("org routing"):
-            rules, flat = await self._org_routing(
-                keys=[
-                    keys.gen_key(keys.KIND_CUSTOM, gen),
-                    keys.gen_key(keys.KIND_CUSTOM_TARGETS, gen),
-                ],
-                args=[org_id or "", *trunk_ids],
-            )
-        regs = {flat[i].decode(): (flat[i + 1] or None) for i in range(0, len(flat), 2)}
-        return rules, regs
 
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, bytes | None]:
         if not trunk_ids:
@@ -263,7 +185,10 @@ class Cache:
     async def next_generation(self) -> int:
         async with self.translated("allocate generation"):
             return int(
-                await self._next_generation(keys=[keys.SEQUENCE], args=[time.time_ns() // 10**6])
+                await self.scripts["next_generation"](
+                    keys=NextGenerationKeys(keys.SEQUENCE),
+                    args=NextGenerationArgv(time.time_ns() // 10**6),
+                )
             )
 
     async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
@@ -286,8 +211,9 @@ class Cache:
 
     async def switch(self, gen: int, grace_s: int) -> bool:
         async with self.translated("switch generation"):
-            done = await self._switch(
-                keys=[keys.CURRENT], args=[gen, grace_s, *keys.GENERATION_KINDS]
+            done = await self.scripts["switch"](
+                keys=SwitchKeys(keys.CURRENT),
+                args=flat(SwitchArgv(gen, grace_s), [SwitchEach(k) for k in keys.GENERATION_KINDS]),
             )
         return bool(done)
 
@@ -310,11 +236,17 @@ class Cache:
                     pipe.set(keys.registration(trunk_id), value, ex=ttl, nx=True)
                 pipe.sadd(keys.TRUNKS_ONLINE, *regs)
                 results = (await pipe.execute())[:-1]
-            await self._prune_online(keys=[keys.TRUNKS_ONLINE])
+            await self._prune()
         return sum(1 for r in results if r)
 
     async def prune_online(self) -> int:
         """Drop trunks whose registration key has lapsed from trunks:online."""
         async with self.translated("prune online trunks"):
-            removed = await self._prune_online(keys=[keys.TRUNKS_ONLINE])
+            return await self._prune()
+
+    async def _prune(self) -> int:
+        removed = await self.scripts["prune_online"](
+            keys=PruneOnlineKeys(keys.TRUNKS_ONLINE),
+            args=PruneOnlineArgv(keys.REGISTRATION_PREFIX),
+        )
         return int(removed)

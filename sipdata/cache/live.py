@@ -1,5 +1,5 @@
-"""Redis writes of live state: channel leases, registrations, and the report streams the
-drainer empties into the database. Redis errors become CacheUnavailable (via Cache)."""
+"""Live state in Redis: channel leases, registrations, and the report streams the drainer
+empties into the database (with their dead letters). Errors become CacheUnavailable."""
 
 from __future__ import annotations
 
@@ -13,6 +13,26 @@ from redis.exceptions import ResponseError
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
+from sipdata.cache.scripts import (
+    AdmitArgv,
+    AdmitKeys,
+    CallEventsArgv,
+    CallEventsArgvEach,
+    CallEventsKeys,
+    CallEventsKeysEach,
+    ChannelCountsArgv,
+    ChannelCountsKeys,
+    DeadLetterArgv,
+    DeadLetterArgvEach,
+    DeadLetterKeys,
+    Empty,
+    RegisterArgv,
+    RegisterKeys,
+    ReplayDeadArgvEach,
+    ReplayDeadKeys,
+    ReplayDeadKeysEach,
+    flat,
+)
 from sipdata.decide.admission import Limits
 from sipdata.decide.models import Registration
 from sipdata.decide.reports import MAX_EXPIRES, RegistrationReport
@@ -45,12 +65,7 @@ class LiveState:
         self.max_call_ms = int(max_call_s * 1000)
         # Sets live a minute past their longest possible member.
         self.set_ms = self.max_call_ms + 60_000
-        self._admit = self.client.register_script(keys.ADMIT_LUA)
-        self._call_events = self.client.register_script(keys.CALL_EVENTS_LUA)
-        self._counts = self.client.register_script(keys.CHANNEL_COUNTS_LUA)
-        self._register = self.client.register_script(keys.REGISTER_LUA)
-        self._replay = self.client.register_script(keys.REPLAY_DEAD_LUA)
-        self._dead_letter = self.client.register_script(keys.DEAD_LETTER_LUA)
+        self.scripts = cache.scripts
 
     @classmethod
     def from_settings(cls, cache: Cache, settings: Settings) -> LiveState:
@@ -63,65 +78,65 @@ class LiveState:
 
     # -- admission -----------------------------------------------------------
 
-    def admit_keys(self, limits: Limits, call_id: str, now: int | None = None) -> list[str]:
-        """ADMIT_FN's KEYS for this call (shared with the decision's DECIDE_LUA)."""
-        window = (now or now_ms()) // 1000
-        return [
-            keys.lease(call_id),
-            keys.channels("trunk", limits.trunk_id),
-            keys.channels("org", limits.org_id),
-            keys.channels("rule", limits.rule_id or "-"),
-            keys.call_rate(limits.trunk_id, window),
-            keys.CHANNEL_TRUNKS,
-        ]
-
-    def admit_args(
+    def admit_call(
         self, limits: Limits, call_id: str, doc: Mapping[str, Any], now: int | None = None
-    ) -> list[Any]:
-        """ADMIT_FN's ARGV for this call."""
-        return [
-            call_id,
-            now or now_ms(),
-            self.pending_ms,
-            self.set_ms,
-            limits.trunk_max,
-            limits.org_max,
-            limits.rule_max,
-            limits.rule_id or "",
-            limits.cps_max,
-            2,
-            limits.trunk_id,
-            orjson.dumps(doc),
-        ]
+    ) -> tuple[AdmitKeys, AdmitArgv]:
+        """admit.lua's KEYS and ARGV for this call (decide.lua admits with the same)."""
+        now = now or now_ms()
+        return (
+            AdmitKeys(
+                lease=keys.lease(call_id),
+                trunk_set=keys.channels("trunk", limits.trunk_id),
+                org_set=keys.channels("org", limits.org_id),
+                rule_set=keys.channels("rule", limits.rule_id or "-"),
+                rate_window=keys.call_rate(limits.trunk_id, now // 1000),
+                channel_trunks=keys.CHANNEL_TRUNKS,
+            ),
+            AdmitArgv(
+                call_id=call_id,
+                now_ms=now,
+                pending_ms=self.pending_ms,
+                set_ms=self.set_ms,
+                trunk_max=limits.trunk_max,
+                org_max=limits.org_max,
+                rule_max=limits.rule_max,
+                rule_id=limits.rule_id or "",
+                cps_max=limits.cps_max,
+                window_ttl_s=keys.CALL_RATE_TTL_S,
+                trunk_id=limits.trunk_id,
+                lease_doc=orjson.dumps(doc).decode(),
+            ),
+        )
 
     async def admit(self, limits: Limits, call_id: str, doc: Mapping[str, Any]) -> str:
-        """ok | dup | the name of the full limit (see keys.ADMIT_LUA)."""
-        now = now_ms()
+        """ok | dup | the name of the full limit (scripts/admit.lua)."""
+        call_keys, argv = self.admit_call(limits, call_id, doc)
         async with self.cache.translated("admit"):
-            outcome = await self._admit(
-                keys=self.admit_keys(limits, call_id, now),
-                args=self.admit_args(limits, call_id, doc, now),
-            )
+            outcome = await self.scripts["admit"](keys=call_keys, args=argv)
         return _text(outcome)
 
     async def call_events(self, reports: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
         """Move each call's lease on and append its report to the stream, all in one
-        Redis step (keys.CALL_EVENTS_LUA); the entry ids, in order."""
-        args: list[Any] = [now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms]
-        for call_id, event, doc in reports:
-            args += [call_id, event, orjson.dumps(doc)]
+        Redis step (scripts/call_events.lua); the entry ids, in order."""
+        call_keys = flat(
+            CallEventsKeys(keys.CALL_EVENTS),
+            [CallEventsKeysEach(keys.lease(c)) for c, _, _ in reports],
+        )
+        argv = flat(
+            CallEventsArgv(now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms),
+            [CallEventsArgvEach(c, e, orjson.dumps(doc)) for c, e, doc in reports],
+        )
         async with self.cache.translated("call events"):
-            ids = await self.cache.lane.script(
-                self._call_events,
-                [*(keys.lease(c) for c, _, _ in reports), keys.CALL_EVENTS],
-                args,
-            )
+            ids = await self.cache.pinned.script(self.scripts["call_events"], call_keys, argv)
         return [_text(i) for i in ids]
 
     async def channel_counts(self) -> dict[str, int]:
         async with self.cache.translated("channel counts"):
-            flat = await self._counts(keys=[keys.CHANNEL_TRUNKS], args=[now_ms()])
-        return {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+            pairs = await self.scripts["channel_counts"](
+                keys=ChannelCountsKeys(keys.CHANNEL_TRUNKS),
+                args=ChannelCountsArgv(now_ms(), keys.channels("trunk", "")),
+            )
+        return {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
 
     # -- registrations -------------------------------------------------------
 
@@ -142,21 +157,21 @@ class LiveState:
             extra = {"ts": ts, "call_id": report.call_id, "cseq": report.cseq}
             value = orjson.dumps({**reg.to_json(), **extra})
         async with self.cache.translated("write registration"):
-            done = await self._register(
-                keys=[
-                    keys.registration(trunk_id),
-                    keys.TRUNKS_ONLINE,
-                    keys.registration_gone(trunk_id),
-                ],
-                args=[
-                    trunk_id,
-                    value,
-                    max(ttl, 1),
-                    repr(ts),
-                    report.call_id,
-                    report.cseq,
-                    MAX_EXPIRES,
-                ],
+            done = await self.scripts["register"](
+                keys=RegisterKeys(
+                    registration=keys.registration(trunk_id),
+                    trunks_online=keys.TRUNKS_ONLINE,
+                    gone_marker=keys.registration_gone(trunk_id),
+                ),
+                args=RegisterArgv(
+                    trunk_id=trunk_id,
+                    value=value,
+                    ttl_s=max(ttl, 1),
+                    ts=repr(ts),
+                    call_id=report.call_id,
+                    cseq=report.cseq,
+                    marker_ttl_s=MAX_EXPIRES,
+                ),
             )
         return bool(done)
 
@@ -234,14 +249,14 @@ class LiveState:
         """Acknowledge the entry and keep it as a dead letter with the reason, unless the
         same report (`identity`) is one already; whether a dead letter was added."""
         entry_id, fields = entry
-        flat: list[bytes | str] = []
-        for name, value in fields.items():
-            flat += [name, value]
-        flat += [b"why", why, b"from", stream, b"at", str(now_ms())]
+        extra: dict[bytes, bytes | str] = {b"why": why, b"from": stream, b"at": str(now_ms())}
         async with self.cache.translated("dead-letter"):
-            added = await self._dead_letter(
-                keys=[stream, keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS_DEAD_INDEX],
-                args=[keys.DRAIN_GROUP, entry_id, identity, *flat],
+            added = await self.scripts["dead_letter"](
+                keys=DeadLetterKeys(stream, keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS_DEAD_INDEX),
+                args=flat(
+                    DeadLetterArgv(keys.DRAIN_GROUP, entry_id, identity),
+                    [DeadLetterArgvEach(k, v) for k, v in {**fields, **extra}.items()],
+                ),
             )
         return bool(added)
 
@@ -254,13 +269,11 @@ class LiveState:
     async def replay_dead(self, ids: Sequence[str]) -> int:
         """Move dead letters back to their stream for the drainer; how many moved."""
         async with self.cache.translated("replay dead letters", bulk=True):
-            moved = await self._replay(
-                keys=[
-                    keys.CALL_EVENTS_DEAD,
-                    keys.CALL_EVENTS_DEAD_INDEX,
-                    keys.CALL_EVENTS,
-                    keys.REGISTRATION_QUEUE,
-                ],
-                args=list(ids),
+            moved = await self.scripts["replay_dead"](
+                keys=flat(
+                    ReplayDeadKeys(keys.CALL_EVENTS_DEAD, keys.CALL_EVENTS_DEAD_INDEX),
+                    [ReplayDeadKeysEach(s) for s in (keys.CALL_EVENTS, keys.REGISTRATION_QUEUE)],
+                ),
+                args=flat(Empty(), [ReplayDeadArgvEach(i) for i in ids]),
             )
         return int(moved)

@@ -1,10 +1,10 @@
-"""The decision's single Redis round trip (keys.DECIDE_LUA) and the lease writes around it."""
+"""The decision's one Redis round trip (scripts/decide.lua) and the lease writes around it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,17 @@ import structlog
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.cache.live import LiveState
+from sipdata.cache.scripts import (
+    AdmitKeys,
+    DecideArgv,
+    DecideKeys,
+    Empty,
+    LeaseDocsArgvEach,
+    LeaseDocsKeysEach,
+    ReleaseArgv,
+    ReleaseKeys,
+    flat,
+)
 from sipdata.decide.admission import Limits
 from sipdata.errors import CacheUnavailable
 
@@ -21,8 +32,8 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Round:
-    """What DECIDE_LUA brought back (raw bytes; None = absent)."""
+class TripResult:
+    """What decide.lua brought back (raw stored values; None = absent)."""
 
     current: int | None
     lcr: dict[str, tuple[str, bytes] | None]  # number -> (stored prefix, entry)
@@ -32,17 +43,16 @@ class Round:
     admission: str | None  # None: not asked to admit
 
 
-def _text(value: Any) -> str:
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class OneRound:
+class OneTrip:
+    """The decision's one round trip, and the lease writes around it."""
+
     def __init__(self, cache: Cache, live: LiveState) -> None:
         self.cache = cache
         self.live = live
-        self._decide = cache.client.register_script(keys.DECIDE_LUA)
-        self._release = cache.client.register_script(keys.RELEASE_LUA)
-        self._docs = cache.client.register_script(keys.LEASE_DOCS_LUA)
 
     async def fetch(
         self,
@@ -52,37 +62,35 @@ class OneRound:
         numbers: Sequence[str],
         did_readthrough: bool,
         registrations: Sequence[str],
-        admit: tuple[Limits, str, Mapping[str, Any]] | None,
-    ) -> Round:
-        params: dict[str, Any] = {
+        admit: tuple[Limits, str, Mapping[str, object]] | None,
+    ) -> TripResult:
+        params: dict[str, object] = {
             "gen": str(gen),
             "number": number,
             "did_rt": did_readthrough,
             "numbers": list(numbers),
             "registrations": list(registrations),
+            "registration_prefix": keys.REGISTRATION_PREFIX,
         }
-        admit_keys = ["-"] * 6
+        admit_keys = AdmitKeys(*(["-"] * len(AdmitKeys._fields)))
         if admit is not None:
             limits, call_id, doc = admit
-            admit_keys = self.live.admit_keys(limits, call_id)
-            args = self.live.admit_args(limits, call_id, doc)
-            args[-1] = args[-1].decode()  # the lease doc, as text inside the JSON
-            params["admit"] = args
+            admit_keys, argv = self.live.admit_call(limits, call_id, doc)
+            params["admit"] = list(argv)
+        trip_keys = DecideKeys(
+            keys.CURRENT,
+            keys.gen_key(keys.KIND_LCR, gen),
+            keys.gen_key(keys.KIND_DID, gen),
+            keys.readthrough("did", number),
+            *admit_keys,
+        )
         async with self.cache.translated("decide"):
-            out = await self.cache.lane.script(
-                self._decide,
-                [
-                    keys.CURRENT,
-                    keys.gen_key(keys.KIND_LCR, gen),
-                    keys.gen_key(keys.KIND_DID, gen),
-                    keys.readthrough("did", number),
-                    *admit_keys,
-                ],
-                [orjson.dumps(params)],
+            out = await self.cache.pinned.script(
+                self.cache.scripts["decide"], trip_keys, DecideArgv(orjson.dumps(params))
             )
         current = int(out[0]) if out[0] else None
         if current != gen:
-            return Round(current, {}, None, None, {}, None)
+            return TripResult(current, {}, None, None, {}, None)
         flat_lcr, flat_regs = out[1], out[4]
         lcr = {
             n: (_text(flat_lcr[2 * i]), flat_lcr[2 * i + 1]) if flat_lcr[2 * i] else None
@@ -91,7 +99,7 @@ class OneRound:
         regs = {
             _text(flat_regs[i]): (flat_regs[i + 1] or None) for i in range(0, len(flat_regs), 2)
         }
-        return Round(
+        return TripResult(
             current=current,
             lcr=lcr,
             did=out[2],
@@ -103,12 +111,16 @@ class OneRound:
     async def release(self, call_id: str) -> None:
         """Give back a lease taken for a call that did not route after all."""
         async with self.cache.translated("release"):
-            await self._release(keys=[keys.lease(call_id)], args=[call_id])
+            await self.cache.scripts["release"](
+                keys=ReleaseKeys(keys.lease(call_id)), args=ReleaseArgv(call_id)
+            )
 
     async def write_docs(self, docs: Mapping[str, bytes]) -> None:
         async with self.cache.translated("lease docs"):
-            await self.cache.lane.script(
-                self._docs, [keys.lease(c) for c in docs], list(docs.values())
+            await self.cache.pinned.script(
+                self.cache.scripts["lease_docs"],
+                flat(Empty(), [LeaseDocsKeysEach(keys.lease(c)) for c in docs]),
+                flat(Empty(), [LeaseDocsArgvEach(d) for d in docs.values()]),
             )
 
 
@@ -121,8 +133,10 @@ class LeaseDocs:
     write carries the documents of every decision made meanwhile.
     """
 
-    def __init__(self, rounds: OneRound, on_error: Any = None, gather_s: float = 0.005) -> None:
-        self.rounds = rounds
+    def __init__(
+        self, trip: OneTrip, on_error: Callable[[], None] | None = None, gather_s: float = 0.005
+    ) -> None:
+        self.trip = trip
         self.on_error = on_error
         # How long a document waits for others to share its write: a few ms is
         # nothing to a call that ends seconds later, and makes batches worth it.
@@ -140,7 +154,7 @@ class LeaseDocs:
         while self._pending:
             batch, self._pending = self._pending, {}
             try:
-                await self.rounds.write_docs(batch)
+                await self.trip.write_docs(batch)
             except CacheUnavailable as exc:
                 # The call still routes and ends normally; its CDR lacks the rate.
                 log.warning("lease_docs_not_written", calls=len(batch), why=str(exc))

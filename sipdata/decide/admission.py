@@ -7,7 +7,7 @@ the calling trunk's channels (`sip_trunks.max_channels`), its org's channels
 (`routing_rules.max_calls`, the rule that produced the first destination) and the
 trunk's calls in the current one-second window (`max_cps`). A limit of -1 (NULL
 in the database) is no limit; 0 admits nothing. The check and the admission are
-one Redis script (keys.ADMIT_LUA), so concurrent INVITEs cannot both take the
+one Redis script (cache/scripts/admit.lua), so concurrent INVITEs cannot both take the
 last channel.
 
 Rejections are 503 with a reason naming the limit. 503 rather than 486 or 403:

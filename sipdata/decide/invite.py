@@ -99,6 +99,13 @@ def _refuse_unusable(trunk: Trunk, identity: Identity | None = None) -> Verdict 
     return None
 
 
+def sole_ip_owner(owners: Sequence[Trunk]) -> Trunk | None:
+    """The one IP-authenticated trunk among a network's owners; None when there is
+    none, or several that a source address cannot tell apart (digest decides then)."""
+    ip_owners = [t for t in owners if t.auth_type == "ip"]
+    return ip_owners[0] if len(ip_owners) == 1 else None
+
+
 def identify(
     query: InviteQuery,
     acl_hit: tuple[str, Sequence[Trunk]] | None,
@@ -109,9 +116,8 @@ def identify(
     explain: dict[str, Any] = {}
     if acl_hit is not None:
         network, owners = acl_hit
-        ip_owners = [t for t in owners if t.auth_type == "ip"]
-        if len(ip_owners) == 1:
-            trunk = ip_owners[0]
+        trunk = sole_ip_owner(owners)
+        if trunk is not None:
             identity = Identity(trunk, "ip", acl_network=network)
             return _refuse_unusable(trunk) or identity
         # Several owners of one network cannot be told apart by address: digest decides.
@@ -160,9 +166,17 @@ class RoutingFacts:
     trunks: Mapping[str, Trunk]  # rule target trunks
 
 
-def _did_verdict(
-    did: Did | None, number: str, facts: RoutingFacts, identity: Identity, explain: dict[str, Any]
+def did_verdict(
+    did: Did | None,
+    number: str,
+    registration: Registration | None,
+    identity: Identity | None = None,
+    explain: dict[str, Any] | None = None,
 ) -> Verdict:
+    """Where a call to this DID goes (its trunk, at its registration or static
+    address), or why it cannot: the one rule for calls from carriers, on-net calls
+    and `/v1/did`'s `routable`."""
+    explain = {} if explain is None else explain
     explain["did"] = number
     if did is None or did.status != "active" or did.trunk is None:
         return reject(404, "Not Found", identity, **explain)
@@ -170,7 +184,7 @@ def _did_verdict(
         return reject(403, "Voice Not Enabled", identity, **explain)
     if not did.trunk.usable:
         return reject(403, "Destination Suspended", identity, **explain)
-    leg = trunk_leg(did.trunk, facts.registrations.get(did.trunk.id), number, "did", None)
+    leg = trunk_leg(did.trunk, registration, number, "did", None)
     if leg is None:
         return reject(
             480, "Temporarily Unavailable", identity, not_registered=did.trunk.id, **explain
@@ -262,7 +276,7 @@ def route(
 
     if identity.trunk.is_carrier:
         explain["direction"] = "inbound"
-        return _did_verdict(facts.did, number, facts, identity, explain)
+        return did_verdict(facts.did, number, _did_registration(facts), identity, explain)
 
     explain["direction"] = "outbound"
     legs: list[Leg] = []
@@ -282,9 +296,14 @@ def route(
 
     if facts.did is not None and facts.did.status == "active":
         explain["on_net"] = number
-        return _did_verdict(facts.did, number, facts, identity, explain)
+        return did_verdict(facts.did, number, _did_registration(facts), identity, explain)
 
     legs = dedupe(_lcr_legs(number, facts, day, explain, None))
     if not legs:
         return reject(404, "No Route", identity, **explain)
     return Verdict("route", 200, "OK", identity, tuple(legs), explain)
+
+
+def _did_registration(facts: RoutingFacts) -> Registration | None:
+    trunk = facts.did.trunk if facts.did else None
+    return facts.registrations.get(trunk.id) if trunk else None

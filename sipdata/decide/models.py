@@ -7,7 +7,7 @@ read-through cache, so the same object round-trips cache and database reads.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -183,3 +183,21 @@ class Registration:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# An ACL entry: a network and the trunks whose ACL holds it. One stored shape for
+# the generation hash (field = the network) and the read-through entry (key = an
+# address), so one decoder reads both.
+AclHit = tuple[str, Sequence[Trunk]]
+
+
+def acl_entry_to_json(network: str, owners: Sequence[Trunk]) -> dict[str, Any]:
+    return {"network": network, "owners": [t.to_json() for t in owners]}
+
+
+def acl_entry_from_json(doc: Any, network: str) -> AclHit:
+    """`network` is the probe that found it; a bare list of owners is how generations
+    written before this shape stored it (gone after the next warm)."""
+    if isinstance(doc, list):
+        return network, tuple(Trunk.from_json(t) for t in doc)
+    return str(doc["network"]), tuple(Trunk.from_json(t) for t in doc["owners"])

@@ -22,12 +22,12 @@ import hashlib
 import math
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 
-from sipdata.decide.models import is_uuid
+from sipdata.decide.models import Trunk, is_uuid
 from sipdata.decide.numbers import canonical
 from sipdata.errors import InputError
 
@@ -265,3 +265,31 @@ def ordered_matches(
     for priority in sorted(by_priority):
         out.extend(_weighted(by_priority[priority], call_id))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRules:
+    """One org's routing rules and the trunks they may send calls to: the stored doc
+    of `route:custom:g{n}` (what the warmer writes) and of its read-through entry."""
+
+    rules: tuple[Rule, ...] = ()
+    targets: Mapping[str, Trunk] = field(default_factory=dict)
+    # Stored rules that do not parse (rule id, why): left out, for the caller to log.
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def to_json(rows: Sequence[Mapping[str, Any]], targets: Mapping[str, Trunk]) -> dict[str, Any]:
+        """The stored form: the rule rows as the database has them, and the targets."""
+        return {"rules": list(rows), "targets": {k: t.to_json() for k, t in targets.items()}}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> OrgRules:
+        rules: list[Rule] = []
+        skipped: list[tuple[str, str]] = []
+        for row in doc.get("rules") or ():
+            try:
+                rules.append(parse_rule(row))
+            except RuleError as exc:
+                skipped.append((str(row.get("id")), str(exc)))
+        targets = {k: Trunk.from_json(v) for k, v in (doc.get("targets") or {}).items()}
+        return cls(tuple(rules), targets, tuple(skipped))

@@ -25,11 +25,10 @@ from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.reads import Snapshot, Store, registration_of
 from sipdata.decide import acl, lcr
-from sipdata.decide.models import Trunk
-from sipdata.decide.rules import RuleError, parse_rule
+from sipdata.decide.models import Trunk, acl_entry_to_json
+from sipdata.decide.rules import OrgRules, RuleError, parse_rule
 from sipdata.errors import SipdataError
 from sipdata.metrics import Metrics
-from sipdata.serving.lookups import rules_doc
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -77,25 +76,20 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
             continue
         by_org[row["org_id"]].append(row)
     custom: dict[str, bytes] = {}
-    needs_registration: dict[str, bytes] = {}
     for org_id, rows in by_org.items():
         targets = {
             str(r["destination"]): snap.trunks[str(r["destination"])]
             for r in rows
             if r["action"] == "trunk" and str(r["destination"]) in snap.trunks
         }
-        custom[org_id] = rules_doc(rows, targets)
-        dynamic = sorted(t.id for t in targets.values() if t.address is None)
-        if dynamic:
-            needs_registration[org_id] = " ".join(dynamic).encode()
+        custom[org_id] = _dump(OrgRules.to_json(rows, targets))
 
     hashes = {
         keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
-        keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
+        keys.KIND_ACL: {k: _dump(acl_entry_to_json(k, v)) for k, v in acl_index.items()},
         keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
         keys.KIND_LCR: _drain_dump(compiled),
         keys.KIND_CUSTOM: custom,
-        keys.KIND_CUSTOM_TARGETS: needs_registration,
         keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
     }
     manifest = {

@@ -9,79 +9,99 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Generic, Literal, TypeVar
 
 import orjson
 import structlog
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
-from sipdata.decide.models import Carrier
+from sipdata.decide.acl import IPAddress
+from sipdata.decide.models import AclHit, Carrier, Credential
+from sipdata.decide.rules import OrgRules
 from sipdata.errors import CacheUnavailable
 from sipdata.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
 
-MEMO_SIZE = 65536  # answers held; callers and their orgs are far fewer than calls
-MISSING: Final = object()
+MEMO_SIZE = 65536  # answers held per kind; callers and their orgs are far fewer than calls
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
-class Memo:
+class Missing(enum.Enum):
+    """Not in the memo (distinct from a memoised None: "no such owner/user")."""
+
+    MISSING = 0
+
+
+MISSING: Final = Missing.MISSING
+
+
+class Memo(Generic[K, V]):
     """Answers already read from one generation, decoded, least recently used dropped.
 
     A generation never changes once it serves, so an answer read from it stays
-    true for as long as the View that holds the memo: who a source address or a
-    digest user is, and an org's rules. Calls repeat callers, so the decision
-    asks Redis only for what differs per call (keys.DECIDE_LUA).
+    true for as long as the GenerationView that holds the memo: who a source
+    address or a digest user is, and an org's rules. Calls repeat callers, so the
+    decision asks Redis only for what differs per call (scripts/decide.lua).
     """
 
     def __init__(self, size: int = MEMO_SIZE) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, object], object] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, kind: str, key: object) -> object:
-        value = self._entries.get((kind, key), MISSING)
-        if value is not MISSING:
-            self._entries.move_to_end((kind, key))
-        return value
+    def get(self, key: K) -> V | Literal[Missing.MISSING]:
+        if key not in self._entries:
+            return MISSING
+        self._entries.move_to_end(key)
+        return self._entries[key]
 
-    def put(self, kind: str, key: object, value: object) -> None:
-        self._entries[(kind, key)] = value
-        self._entries.move_to_end((kind, key))
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
-class View:
+class GenerationView:
+    """What this process knows of the serving generation: its id (None: Redis has
+    none, so every read goes to the database), the ACL prefix lengths to probe, the
+    carriers, and the memo of answers read from it."""
+
     gen: int | None = None
     acl_lengths: dict[int, tuple[int, ...]] = field(default_factory=dict)
     carriers: dict[str, Carrier] = field(default_factory=dict)
-    memo: Memo = field(default_factory=Memo, compare=False, repr=False)
+    acl: Memo[IPAddress, AclHit | None] = field(default_factory=Memo, compare=False, repr=False)
+    creds: Memo[str, Credential | None] = field(default_factory=Memo, compare=False, repr=False)
+    rules: Memo[str, OrgRules] = field(default_factory=Memo, compare=False, repr=False)
 
 
 class Catalog:
     def __init__(self, cache: Cache, metrics: Metrics) -> None:
         self.cache = cache
         self.metrics = metrics
-        self.view = View()
+        self.view = GenerationView()
         self._lock = asyncio.Lock()
 
-    async def refresh(self) -> View:
+    async def refresh(self) -> GenerationView:
         """Adopt the current generation if it changed; keep the old view on errors."""
         async with self._lock:
             gen = await self.cache.current_generation()
             if gen == self.view.gen:
                 return self.view
             if gen is None:
-                self.view = View()
+                self.view = GenerationView()
             else:
                 manifest = await self.cache.manifest(gen) or {}
                 carriers = await self.cache.hash_all(keys.KIND_CARRIER, gen)
-                self.view = View(
+                self.view = GenerationView(
                     gen=gen,
                     acl_lengths={
                         4: tuple(manifest.get("acl_v4_lengths", ())),

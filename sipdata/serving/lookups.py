@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Final, Literal, TypeVar
 
 import orjson
 import structlog
@@ -24,12 +25,21 @@ from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.reads import Store
 from sipdata.decide import acl, lcr
-from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
+from sipdata.decide.models import (
+    AclHit,
+    Carrier,
+    Credential,
+    Did,
+    Registration,
+    Trunk,
+    acl_entry_from_json,
+    acl_entry_to_json,
+)
 from sipdata.decide.numbers import prefixes
-from sipdata.decide.rules import Rule, RuleError, parse_rule
+from sipdata.decide.rules import OrgRules
 from sipdata.errors import CacheUnavailable
 from sipdata.metrics import Metrics
-from sipdata.serving.catalog import Catalog, View
+from sipdata.serving.catalog import Catalog, GenerationView
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -38,18 +48,16 @@ PointT = TypeVar("PointT", Credential, Did)
 POINT_KINDS = {"cred": keys.KIND_CRED, "did": keys.KIND_DID}
 
 
-class Unfetched:
-    """Marks a value the caller did not fetch (distinct from None, "absent")."""
+class Unfetched(enum.Enum):
+    """A value the caller did not fetch (distinct from None, "absent")."""
+
+    UNFETCHED = 0
 
 
-UNFETCHED = Unfetched()
-AclHit = tuple[str, Sequence[Trunk]]
+UNFETCHED: Final = Unfetched.UNFETCHED
+# A stored value as a batched read brought it (None: absent), or not fetched yet.
+Fetched = bytes | None | Literal[Unfetched.UNFETCHED]
 LcrEntry = tuple[str, Sequence[lcr.RateRow]]
-
-
-def _decode_acl(raw: bytes) -> AclHit:
-    doc = orjson.loads(raw)
-    return doc["network"], tuple(Trunk.from_json(t) for t in doc["owners"])
 
 
 def _decode_lcr(raw: bytes) -> LcrEntry:
@@ -70,30 +78,17 @@ def _rows(raw: bytes) -> tuple[lcr.RateRow, ...]:
 
 
 @functools.lru_cache(maxsize=65536)
-def _owners(raw: bytes) -> tuple[Trunk, ...]:
-    return tuple(Trunk.from_json(d) for d in orjson.loads(raw))
+def _acl(raw: bytes, network: str) -> AclHit:
+    return acl_entry_from_json(orjson.loads(raw), network)
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_rules_doc(raw: bytes) -> tuple[tuple[Rule, ...], dict[str, Trunk]]:
-    """Rules and target trunks of one org's stored doc; parsed once per distinct doc."""
-    doc = orjson.loads(raw)
-    rules = []
-    for row in doc.get("rules", []):
-        try:
-            rules.append(parse_rule(row))
-        except RuleError as exc:
-            log.warning("rule_skipped", rule_id=row.get("id"), why=str(exc))
-    targets = {k: Trunk.from_json(v) for k, v in (doc.get("targets") or {}).items()}
-    return tuple(rules), targets
-
-
-def rules_doc(rows: Sequence[dict[str, Any]], targets: dict[str, Trunk]) -> bytes:
-    """The stored form of an org's rules (also what the warmer writes)."""
-    return orjson.dumps(
-        {"rules": list(rows), "targets": {k: t.to_json() for k, t in targets.items()}},
-        default=str,
-    )
+def parse_rules_doc(raw: bytes) -> OrgRules:
+    """One org's stored rules doc; parsed once per distinct doc."""
+    org = OrgRules.from_json(orjson.loads(raw))
+    for rule_id, why in org.skipped:
+        log.warning("rule_skipped", rule_id=rule_id, why=why)
+    return org
 
 
 def today(now: dt.datetime) -> dt.date:
@@ -115,7 +110,7 @@ class Lookups:
     def _count(self, kind: str, source: str) -> None:
         self.metrics.inc(self.metrics.lookups, kind, source)
 
-    async def _view(self) -> View:
+    async def _view(self) -> GenerationView:
         view = self.catalog.view
         if view.gen is None:
             with contextlib.suppress(CacheUnavailable):
@@ -155,7 +150,9 @@ class Lookups:
     # read it itself. A Redis error while reading the generation makes that
     # one lookup cold: it reads the database rather than report "not found".
 
-    async def _gen_read(self, view: View, read: Callable[[int], Awaitable[T]]) -> T | Unfetched:
+    async def _gen_read(
+        self, view: GenerationView, read: Callable[[int], Awaitable[T]]
+    ) -> T | Literal[Unfetched.UNFETCHED]:
         if view.gen is None:
             return UNFETCHED
         try:
@@ -164,7 +161,7 @@ class Lookups:
             self.metrics.degraded.labels("redis").inc()
             return UNFETCHED
 
-    async def _rt(self, kind: str, key: str, rt_raw: bytes | Unfetched | None) -> bytes | None:
+    async def _rt(self, kind: str, key: str, rt_raw: Fetched) -> bytes | None:
         if not isinstance(rt_raw, Unfetched):
             return rt_raw
         try:
@@ -180,9 +177,9 @@ class Lookups:
         model: type[PointT],
         *,
         load: Callable[[], Awaitable[PointT | None]],
-        view: View | None,
-        gen_raw: Any,
-        rt_raw: Any,
+        view: GenerationView | None,
+        gen_raw: Fetched,
+        rt_raw: Fetched,
         read_through: bool,
     ) -> tuple[PointT | None, str]:
         """An exact-key lookup (credential, DID): snapshot hash field, else read-through."""
@@ -209,10 +206,10 @@ class Lookups:
     async def credential(
         self,
         username: str,
-        view: View | None = None,
+        view: GenerationView | None = None,
         *,
-        gen_raw: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
+        gen_raw: Fetched = UNFETCHED,
+        rt_raw: Fetched = UNFETCHED,
     ) -> tuple[Credential | None, str]:
         """Reads through on every miss: a trunk provisioned a second ago works at once."""
         return await self._point(
@@ -229,10 +226,10 @@ class Lookups:
     async def did(
         self,
         number: str,
-        view: View | None = None,
+        view: GenerationView | None = None,
         *,
-        gen_raw: Any = UNFETCHED,
-        rt_raw: Any = UNFETCHED,
+        gen_raw: Fetched = UNFETCHED,
+        rt_raw: Fetched = UNFETCHED,
         read_through: bool = True,
     ) -> tuple[Did | None, str]:
         """`read_through=False` trusts the snapshot's "no such DID": outbound calls to
@@ -251,9 +248,9 @@ class Lookups:
     async def acl(
         self,
         ip: acl.IPAddress,
-        view: View | None = None,
+        view: GenerationView | None = None,
         *,
-        hits: Any = UNFETCHED,
+        hits: list[bytes | None] | Literal[Unfetched.UNFETCHED] = UNFETCHED,
     ) -> tuple[AclHit | None, str]:
         view = view or await self._view()
         probes = acl.probes(ip, view.acl_lengths.get(ip.version, ()))
@@ -263,7 +260,7 @@ class Lookups:
             self._count("acl", "generation")
             for cidr, raw in zip(probes, hits, strict=False):
                 if raw is not None:
-                    return (cidr, _owners(raw)), "generation"
+                    return _acl(raw, cidr), "generation"
             return None, "generation"
 
         async def load() -> AclHit | None:
@@ -284,17 +281,17 @@ class Lookups:
             str(ip),
             await self._rt("acl", str(ip), UNFETCHED),
             load=load,
-            encode=lambda h: orjson.dumps({"network": h[0], "owners": [t.to_json() for t in h[1]]}),
-            decode=_decode_acl,
+            encode=lambda h: orjson.dumps(acl_entry_to_json(*h)),
+            decode=lambda b: _acl(b, str(ip)),
         )
 
     async def lcr_entry(
         self,
         number: str,
         day: dt.date,
-        view: View | None = None,
+        view: GenerationView | None = None,
         *,
-        found: Any = UNFETCHED,
+        found: Sequence[bytes | None] | Literal[Unfetched.UNFETCHED] = UNFETCHED,
     ) -> tuple[LcrEntry | None, str]:
         view = view or await self._view()
         probes = prefixes(number)
@@ -323,21 +320,21 @@ class Lookups:
         )
 
     async def rules(
-        self, org_id: str, view: View | None = None, *, raw: Any = UNFETCHED
-    ) -> tuple[tuple[Rule, ...], dict[str, Trunk], str]:
+        self, org_id: str, view: GenerationView | None = None, *, raw: Fetched = UNFETCHED
+    ) -> tuple[OrgRules, str]:
         view = view or await self._view()
         if isinstance(raw, Unfetched):
             raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CUSTOM, g, org_id))
         if not isinstance(raw, Unfetched):
             self._count("rules", "generation")
-            return (*parse_rules_doc(raw), "generation") if raw else ((), {}, "generation")
+            return (parse_rules_doc(raw) if raw else OrgRules()), "generation"
 
         async def load() -> bytes | None:
             rows = await self.store.rules(org_id)
             targets = await self.store.trunks(
                 [str(r["destination"]) for r in rows if r["action"] == "trunk"]
             )
-            return rules_doc(rows, targets)
+            return orjson.dumps(OrgRules.to_json(rows, targets), default=str)
 
         doc, source = await self._through(
             "rules",
@@ -347,9 +344,9 @@ class Lookups:
             encode=_same,
             decode=_same,
         )
-        return (*parse_rules_doc(doc or b"{}"), source)
+        return parse_rules_doc(doc or b"{}"), source
 
-    async def carriers(self, ids: Sequence[str], view: View) -> dict[str, Carrier]:
+    async def carriers(self, ids: Sequence[str], view: GenerationView) -> dict[str, Carrier]:
         if view.gen is not None:
             return view.carriers
         return await self.store.carriers(ids)

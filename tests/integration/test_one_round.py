@@ -34,11 +34,11 @@ class RoundTrips:
     ) -> None:
         self.sent: list[str] = []
         client = cache.client
-        command, pipeline, lane = client.execute_command, client.pipeline, cache.lane.script
+        command, pipeline, pinned = client.execute_command, client.pipeline, cache.pinned.script
 
-        async def counted_lane(script: Any, *args: Any) -> Any:
+        async def counted_pinned(script: Any, *args: Any) -> Any:
             self.sent.append(scripts[script.sha])
-            return await lane(script, *args)
+            return await pinned(script, *args)
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
             name = str(args[0]).upper()
@@ -60,7 +60,7 @@ class RoundTrips:
             pipe.execute = run
             return pipe
 
-        monkeypatch.setattr(cache.lane, "script", counted_lane)
+        monkeypatch.setattr(cache.pinned, "script", counted_pinned)
         monkeypatch.setattr(client, "execute_command", counted)
         monkeypatch.setattr(client, "pipeline", counted_pipeline)
 
@@ -71,14 +71,11 @@ class RoundTrips:
 
 @pytest.fixture
 async def trips(api: Api, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RoundTrips]:
-    rounds = api.service.rounds
-    for script in (rounds._decide, rounds._release, rounds._docs):
-        await api.service.cache.client.script_load(script.script)  # no NOSCRIPT retry counted
-    names = {
-        rounds._decide.sha: "decide",
-        rounds._release.sha: "release",
-        rounds._docs.sha: "lease docs",
-    }
+    scripts = api.service.cache.scripts
+    names = {}
+    for name, shown in (("decide", "decide"), ("release", "release"), ("lease_docs", "lease docs")):
+        await api.service.cache.client.script_load(scripts[name].script)  # no NOSCRIPT retry
+        names[scripts[name].sha] = shown
     yield RoundTrips(monkeypatch, api.service.cache, names)
 
 
@@ -169,11 +166,11 @@ async def test_a_cancelled_script_call_never_hands_its_reply_to_the_next_caller(
     read by the next call over the same connections."""
     echo = cache.client.register_script("return ARGV[1]")
     await cache.client.script_load(echo.script)
-    assert await cache.lane.script(echo, [], ["warm"]) == b"warm"
+    assert await cache.pinned.script(echo, [], ["warm"]) == b"warm"
     await cache.client.execute_command("CLIENT", "PAUSE", "300", "ALL")
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(cache.lane.script(echo, [], ["stale"]), 0.05)
-    assert await cache.lane.script(echo, [], ["fresh"]) == b"fresh"
+        await asyncio.wait_for(cache.pinned.script(echo, [], ["stale"]), 0.05)
+    assert await cache.pinned.script(echo, [], ["fresh"]) == b"fresh"
 
 
 async def test_brief_answer_routes_the_same_without_legs_or_explain(api: Api) -> None:
@@ -194,14 +191,14 @@ async def test_after_a_redis_restart_one_call_fails_and_the_next_reconnects(
     cache = Cache(aioredis.Redis.from_url(redis_server.url))
     echo = cache.client.register_script("return ARGV[1]")
     try:
-        calls = [cache.lane.script(echo, [], [str(i)]) for i in range(5)]
+        calls = [cache.pinned.script(echo, [], [str(i)]) for i in range(5)]
         assert await asyncio.gather(*calls) == [b"0", b"1", b"2", b"3", b"4"]
-        assert len(cache.lane._idle) == 5
+        assert len(cache.pinned._idle) == 5
         redis_server.stop()
         redis_server.start()
         with pytest.raises((ConnectionError, RedisError)):
-            await cache.lane.script(echo, [], ["lost"])
-        assert cache.lane._idle == []
-        assert await cache.lane.script(echo, [], ["back"]) == b"back"  # loaded again too
+            await cache.pinned.script(echo, [], ["lost"])
+        assert cache.pinned._idle == []
+        assert await cache.pinned.script(echo, [], ["back"]) == b"back"  # loaded again too
     finally:
         await cache.close()

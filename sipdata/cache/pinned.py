@@ -1,0 +1,64 @@
+"""Connections of the client's pool pinned to the hot path: one script call at a time each.
+
+redis-py's client call costs as much CPU again as the command itself (the
+pool's lock, a health-check read on every checkout, the retry wrapper): twice
+the calls per second over these connections in a probe here
+(`bench/lane_probe.py`). A connection whose reply did not arrive in full (an
+error, a cancellation) is closed by redis-py and never reused, so no caller
+reads another's reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+
+class PinnedConnections:
+    def __init__(self, client: aioredis.Redis, idle_max: int = 64) -> None:
+        self.pool = client.connection_pool
+        self.idle_max = idle_max
+        self._idle: list[Any] = []
+
+    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        conn = self._idle.pop() if self._idle else self.pool.make_connection()  # type: ignore[no-untyped-call]
+        if not conn.is_connected:
+            await conn.connect()
+        try:
+            await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            try:
+                reply = await conn.read_response()
+            except NoScriptError:  # a restarted Redis: load it, ask again
+                await conn.send_command("SCRIPT", "LOAD", script.script)
+                await conn.read_response()
+                await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                reply = await conn.read_response()
+        except ResponseError:
+            await self._keep(conn)  # an error reply is a whole reply: the connection is fine
+            raise
+        except (OSError, RedisError):
+            # A broken connection (Redis restarted?): the idle ones are as old as
+            # this one, so drop them all rather than fail the next calls one by one.
+            await conn.disconnect(nowait=True)
+            await self.close()
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        await self._keep(conn)
+        return reply
+
+    async def _keep(self, conn: Any) -> None:
+        if conn.is_connected and len(self._idle) < self.idle_max:
+            self._idle.append(conn)
+        else:
+            await conn.disconnect(nowait=True)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect(nowait=True)

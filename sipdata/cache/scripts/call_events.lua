@@ -1,0 +1,38 @@
+-- Call reports in one step (Kamailio sends them in batches; a single report is
+-- a batch of one). Each moves its call's lease on and joins the stream:
+-- acknowledged = in the stream = lease updated. start extends the lease to the
+-- ringing time, answer to the longest call; neither ever shortens it (GT), so a
+-- late start after an answer changes nothing. end and fail release it. No lease
+-- (unknown call, lapsed lease, repeated end) = no change. The lease doc
+-- travels with the report for rating.
+-- KEYS: stream, then per report: lease
+-- ARGV: now_ms, ringing_ms, longest_ms, set_ms, then per report: call_id, event, report
+-- Returns the stream entry ids, in order.
+local stream = KEYS[1]
+local now_ms, ringing_ms, longest_ms, set_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ids = {}
+for i = 2, #KEYS do
+  local lease = KEYS[i]
+  local a = 4 + (i - 2) * 3
+  local call_id, event, report = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local sets = redis.call('HGET', lease, 'sets')
+  local doc = ''
+  if sets then
+    doc = redis.call('HGET', lease, 'doc') or ''
+    if event == 'end' or event == 'fail' then
+      for key in string.gmatch(sets, '%S+') do redis.call('ZREM', key, call_id) end
+      redis.call('DEL', lease)
+    else
+      local ttl = tonumber(ringing_ms)
+      if event == 'answer' then ttl = tonumber(longest_ms) end
+      local expiry = tonumber(now_ms) + ttl
+      for key in string.gmatch(sets, '%S+') do
+        redis.call('ZADD', key, 'GT', expiry, call_id)
+        redis.call('PEXPIRE', key, set_ms)
+      end
+      redis.call('PEXPIRE', lease, ttl, 'GT')
+    end
+  end
+  ids[#ids + 1] = redis.call('XADD', stream, '*', 'event', report, 'lease', doc)
+end
+return ids
