@@ -23,7 +23,7 @@ from sipdata.serving.decision import Service
 from sipdata.settings import Settings
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
-WRITEBACK = ops.WRITEBACK
+WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
@@ -56,6 +56,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
         app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
+        checks: list[ops.ReadyCheck] = [app[WRITEBACK].readiness]
+        app[ops.READY_CHECKS] = checks if settings.writeback_enabled else []
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,9 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sipdata.errors import SipdataError
 from sipdata.http.handlers import SERVICE
 from sipdata.http.responses import json_response
-from sipdata.jobs.writeback import WriteBack
 
-WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
+# Readiness checks the app adds (the drainer's): each may add detail to the answer
+# and returns why the process is not ready, or None.
+ReadyCheck = Callable[[dict[str, object]], Awaitable[str | None]]
+READY_CHECKS: web.AppKey[list[ReadyCheck]] = web.AppKey("ready_checks", list)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -36,12 +39,10 @@ async def ready(request: web.Request) -> web.Response:
                 reasons.append(f"warmer heartbeat is {age:.0f}s old")
         if detail["generation"] is None:
             reasons.append("no serving generation in redis")
-        if service.settings.writeback_enabled:
-            writeback = request.app[WRITEBACK]
-            detail["reports_waiting"] = waiting = await writeback.waiting()
-            stalled = writeback.health.stalled(waiting, service.settings.drain_stall_s)
-            if stalled:
-                reasons.append(stalled)
+        for check in request.app.get(READY_CHECKS, []):
+            reason = await check(detail)
+            if reason:
+                reasons.append(reason)
     except SipdataError as exc:
         reasons.append(exc.message)
     try:

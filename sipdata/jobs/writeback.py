@@ -262,6 +262,11 @@ class WriteBack:
             total += n
         return total
 
+    async def readiness(self, detail: dict[str, object]) -> str | None:
+        """Why /ready should say no (reports wait on a stalled drainer), or None."""
+        detail["reports_waiting"] = waiting = await self.waiting()
+        return self.health.stalled(waiting, self.settings.drain_stall_s)
+
     async def drain_loop(self) -> None:
         """Drain until cancelled. No error ends the loop: an outage backs off with
         jitter, a lost consumer group is recreated, anything unexpected is logged and
