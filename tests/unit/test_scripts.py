@@ -19,7 +19,7 @@ FILES = sorted(
 
 def test_every_script_file_has_a_builder_and_every_builder_a_file() -> None:
     """No script runs without a typed builder, and no builder names a missing file."""
-    assert FILES == sorted(scripts.SHAPES)
+    assert sorted(scripts.SHAPES) == FILES
 
 
 @pytest.mark.parametrize("name", sorted(scripts.SHAPES))
