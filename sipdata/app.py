@@ -20,6 +20,7 @@ from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
 from sipdata.serving.callbacks import Reports
 from sipdata.serving.decision import Service
+from sipdata.serving.health import ReadyCheck
 from sipdata.settings import Settings
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
@@ -56,7 +57,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
         app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
-        checks: list[ops.ReadyCheck] = [app[WRITEBACK].readiness]
+        checks: list[ReadyCheck] = [app[WRITEBACK].readiness]
         app[ops.READY_CHECKS] = checks if settings.writeback_enabled else []
         try:
             yield

@@ -107,10 +107,15 @@ class Cache:
             raw = await self.client.get(keys.CURRENT)
         return int(raw) if raw else None
 
-    async def manifest(self, gen: int) -> dict[str, Any] | None:
+    async def acl_lengths(self, gen: int) -> dict[int, tuple[int, ...]]:
+        """The ACL prefix lengths a generation holds, per IP version (its manifest)."""
         async with self.translated("read manifest"):
             raw = await self.client.get(keys.gen_key(keys.KIND_MANIFEST, gen))
-        return orjson.loads(raw) if raw else None
+        doc = orjson.loads(raw) if raw else {}
+        return {
+            4: tuple(int(n) for n in doc.get("acl_v4_lengths", ())),
+            6: tuple(int(n) for n in doc.get("acl_v6_lengths", ())),
+        }
 
     async def hash_all(self, kind: str, gen: int) -> dict[str, bytes]:
         async with self.translated(f"read {kind}"):
@@ -222,9 +227,15 @@ class Cache:
             await self.client.set(keys.HEARTBEAT, orjson.dumps(doc), ex=ttl_s)
 
     async def heartbeat(self) -> dict[str, Any] | None:
+        """The last full load's summary, as the warmer wrote it (for people)."""
         async with self.translated("read heartbeat"):
             raw = await self.client.get(keys.HEARTBEAT)
         return orjson.loads(raw) if raw else None
+
+    async def heartbeat_at(self) -> float | None:
+        """When the last full load finished (Unix time), None without one."""
+        beat = await self.heartbeat()
+        return float(beat["at"]) if beat else None
 
     async def restore_registrations(self, regs: Mapping[str, tuple[bytes, int]]) -> int:
         """Put database registrations back where Redis lost them (never over a live one)."""

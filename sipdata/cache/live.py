@@ -39,13 +39,16 @@ from sipdata.decide.reports import MAX_EXPIRES, RegistrationReport
 from sipdata.settings import Settings
 
 Entry = tuple[str, dict[bytes, bytes]]
+# What XREADGROUP answers: per stream, its entries (an entry deleted while pending
+# comes back with no fields).
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes] | None]]]]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _text(value: Any) -> str:
+def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -208,7 +211,7 @@ class LiveState:
             )
         return await self._entries(got)
 
-    async def _entries(self, got: Any) -> dict[str, list[Entry]]:
+    async def _entries(self, got: StreamReply | None) -> dict[str, list[Entry]]:
         out: dict[str, list[Entry]] = {}
         for name, entries in got or []:
             stream = _text(name)

@@ -99,14 +99,11 @@ class Catalog:
             if gen is None:
                 self.view = GenerationView()
             else:
-                manifest = await self.cache.manifest(gen) or {}
+                lengths = await self.cache.acl_lengths(gen)
                 carriers = await self.cache.hash_all(keys.KIND_CARRIER, gen)
                 self.view = GenerationView(
                     gen=gen,
-                    acl_lengths={
-                        4: tuple(manifest.get("acl_v4_lengths", ())),
-                        6: tuple(manifest.get("acl_v6_lengths", ())),
-                    },
+                    acl_lengths=lengths,
                     carriers={k: Carrier.from_json(orjson.loads(v)) for k, v in carriers.items()},
                 )
             self.metrics.generation.set(gen or 0)
