@@ -80,9 +80,9 @@ async def did(service: Service, number: str) -> dict[str, Any]:
 
 
 async def lcr_offers(service: Service, number: str, now: dt.datetime) -> dict[str, Any]:
-    entry, source = await service.lcr_entry(number, today(now))
+    view = service.catalog.view  # the generation read is the one the answer names
+    entry, source = await service.lcr_entry(number, today(now), view)
     offers = lcr.resolve(entry[1], today(now)) if entry else []
-    view = service.catalog.view
     carriers = await service.carriers(sorted({o.carrier_id for o in offers}), view)
     return {
         "number": number,

@@ -87,14 +87,14 @@ class Sipdata:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sipdata", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sipdata", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _wait(self._ready, "sipdata")
 
     def _ready(self) -> bool:
@@ -153,10 +153,10 @@ class Kamailio:
         args += ["-Y", str(self.workdir), "-P", str(self.workdir / "kamailio.pid")]
         for define in self.defines:
             args += ["-A", define]
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         _wait(self._answers_options, "kamailio")
 
     def _answers_options(self) -> bool:
@@ -293,13 +293,14 @@ class Sipp:
         return f"-{self.proc.pid}@{self.ip}"
 
     def start(self) -> Sipp:
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "stderr.log").open("wb"),
-            start_new_session=True,
-        )
+        with (self.workdir / "stderr.log").open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=self.workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         return self
 
     def wait(self, timeout_s: float = 60.0) -> SippResult:
@@ -329,14 +330,17 @@ class Sipp:
         successful = failed = 0
         stat = self.workdir / "stat.csv"
         if stat.exists():
-            rows = list(csv.reader(stat.open(), delimiter=";"))
+            with stat.open() as fh:
+                rows = list(csv.reader(fh, delimiter=";"))
             if len(rows) >= 2:
                 header, last = rows[0], rows[-1]
                 successful = int(last[header.index("SuccessfulCall(C)")])
                 failed = int(last[header.index("FailedCall(C)")])
         rtts: list[float] = []
         for path in self.workdir.glob("*_rtt.csv"):
-            for row in list(csv.reader(path.open(), delimiter=";"))[1:]:
+            with path.open() as fh:
+                lines = list(csv.reader(fh, delimiter=";"))
+            for row in lines[1:]:
                 with contextlib.suppress(ValueError, IndexError):
                     rtts.append(float(row[1]))
         errors = self.workdir / "errors.log"

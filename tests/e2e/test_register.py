@@ -91,11 +91,13 @@ def test_did_call_reaches_the_registered_contact(stack: Stack) -> None:
 
 
 def test_did_call_to_an_unregistered_trunk_gets_480(stack: Stack) -> None:
+    """A carrier's call to the DID of a trunk that has not registered gets 480."""
     result = refused_caller(stack, DID_OF_UNREGISTERED_TRUNK, 480, ALPHA).run()
     assert result.returncode == 0 and result.successful == 1, result.errors
 
 
 def test_too_short_an_interval_gets_423_with_min_expires(stack: Stack) -> None:
+    """A REGISTER below the minimum interval gets 423 with Min-Expires."""
     sipp = register(stack, free_port(socket.SOCK_DGRAM, PBX), expect=423, expires=30)
     result = sipp.run()
     assert result.returncode == 0 and result.successful == 1, result.errors

@@ -58,6 +58,8 @@ pytestmark = pytest.mark.usefixtures("warm")
 async def test_fifty_parallel_calls_at_limit_minus_one_admit_exactly_one(
     api: Api, cache: Cache, limit: Limit
 ) -> None:
+    """Fifty concurrent calls at limit minus one admit exactly one; the rest are 503 naming
+    the trunk limit."""
     await limit("UPDATE sip_trunks SET max_channels = 5 WHERE id = $1", ACME_IP)
     for i in range(4):
         assert (await api.decide(**CALL, call_id=f"held-{i}"))["verdict"] == "route"
@@ -96,6 +98,7 @@ async def test_unconfirmed_lease_lapses_within_seconds(
 async def test_started_call_outlives_the_pending_lease_and_answer_extends_it(
     settings: Settings, pool: asyncpg.Pool, cache: Cache
 ) -> None:
+    """A start report keeps the channel past the pending lease, and an answer extends it further."""
     api = await start_api(replace(settings, lease_pending_s=0.3, lease_ringing_s=60))
     try:
         await api.decide(**CALL, call_id="ringing")
@@ -130,6 +133,7 @@ async def test_ending_an_unknown_call_is_a_no_op(api: Api, cache: Cache) -> None
 async def test_org_limit_counts_every_trunk_of_the_org(
     api: Api, cache: Cache, limit: Limit
 ) -> None:
+    """The org limit counts the calls of all its trunks, and a failed call frees its channel."""
     await limit(
         "UPDATE organization_settings SET max_concurrent_calls = 2 WHERE org_id = $1",
         demo_id("org:acme"),

@@ -57,6 +57,7 @@ def assert_error(
 async def test_invalid_parameters_are_400_naming_the_field(
     api: Api, path: str, params: dict[str, str], field: str
 ) -> None:
+    """Each invalid parameter is a 400 in the one error shape, naming the field."""
     status, body = await api.get(path, **params)
     assert_error(status, body, 400, "invalid_parameter", field)
 
@@ -66,6 +67,7 @@ async def test_invalid_parameters_are_400_naming_the_field(
     [(b"{not json", "body"), (b"[1, 2]", "body"), (b'"text"', "body")],
 )
 async def test_bad_json_bodies(api: Api, raw: bytes, field: str) -> None:
+    """A body that is not a JSON object is a 400 naming `body`."""
     resp = await api.client.post(
         "/v1/decide/invite", data=raw, headers={"Content-Type": "application/json"}
     )
@@ -73,6 +75,7 @@ async def test_bad_json_bodies(api: Api, raw: bytes, field: str) -> None:
 
 
 async def test_wrong_json_types_are_400(api: Api) -> None:
+    """A JSON value of the wrong type is a 400 naming the field."""
     status, body = await api.post(
         "/v1/decide/invite", {"source_ip": 127, "to": "1", "call_id": "c"}
     )
@@ -80,6 +83,7 @@ async def test_wrong_json_types_are_400(api: Api) -> None:
 
 
 async def test_oversized_body_is_413(api: Api) -> None:
+    """A body over the cap is 413 in the one error shape."""
     resp = await api.client.post(
         "/v1/decide/invite",
         data=b"{" + b" " * 20000 + b"}",
@@ -89,6 +93,7 @@ async def test_oversized_body_is_413(api: Api) -> None:
 
 
 async def test_unknown_path_and_method_use_the_same_shape(api: Api) -> None:
+    """Unknown paths (404) and methods (405) use the same error shape."""
     status, body = await api.get("/v1/nothing")
     assert_error(status, body, 404, "not_found", None)
     resp = await api.client.delete("/v1/lcr")
@@ -96,6 +101,7 @@ async def test_unknown_path_and_method_use_the_same_shape(api: Api) -> None:
 
 
 async def test_bad_input_changes_nothing(api: Api) -> None:
+    """Refused requests leave Redis exactly as it was."""
     keys_before = sorted(await api.service.cache.client.keys("*"))
     for _ in range(3):
         await api.get("/v1/decide/invite", source_ip="bogus", to="1", call_id="c")

@@ -52,6 +52,7 @@ async def bravo_rows(pool: asyncpg.Pool) -> list[tuple[str, str]]:
 async def test_import_rates_loads_and_warms(
     settings: Settings, pool: asyncpg.Pool, cache: Cache, tmp_path: Path
 ) -> None:
+    """import-rates writes the deck and warms, so the new prefixes serve at once."""
     deck = tmp_path / "bravo.csv"
     deck.write_text(
         "prefix,rate,effective_date,description\n"
@@ -67,6 +68,7 @@ async def test_import_rates_loads_and_warms(
 async def test_invalid_row_names_file_line_and_field_and_writes_nothing(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
+    """One invalid row stops the import naming file, line and field, and nothing is written."""
     before = await bravo_rows(pool)
     deck = tmp_path / "bad.csv"
     deck.write_text("prefix,rate,effective_date\n4930,0.011,2025-01-01\n4989,cheap,2025-01-01\n")
@@ -78,6 +80,7 @@ async def test_invalid_row_names_file_line_and_field_and_writes_nothing(
 
 
 async def test_unknown_carrier_is_refused(settings: Settings, tmp_path: Path) -> None:
+    """A deck for a carrier that does not exist is refused."""
     deck = tmp_path / "d.csv"
     deck.write_text("prefix,rate,effective_date\n1,0.01,2025-01-01\n")
     result = run(settings, "import-rates", str(deck), "--carrier", "Nobody Telecom")
@@ -87,6 +90,7 @@ async def test_unknown_carrier_is_refused(settings: Settings, tmp_path: Path) ->
 async def test_replace_drops_rows_missing_from_the_file(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
+    """--replace removes the carrier's rows the file no longer has."""
     deck = tmp_path / "only.csv"
     deck.write_text("prefix,rate,effective_date\n1,0.0040,2025-06-01\n")
     result = run(settings, "import-rates", str(deck), "--carrier", BRAVO, "--replace", "--no-warm")
@@ -95,12 +99,14 @@ async def test_replace_drops_rows_missing_from_the_file(
 
 
 def test_bad_setting_stops_with_the_variable_named(settings: Settings) -> None:
+    """A bad setting stops any command with the variable named and no traceback."""
     result = run(settings, "warm", env={"SIPDATA_HTTP_PORT": "http"})
     assert result.returncode == 2
     assert "SIPDATA_HTTP_PORT" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_hash_password_prints_a_stored_ha1_value(settings: Settings) -> None:
+    """hash-password prints a value that reads back as the user's HA1s."""
     result = run(settings, "hash-password", "bob", "--realm", "edge.example", "--password", "pw")
     stored = digest.parse(result.stdout.strip())
     assert stored is not None and stored.md5 == digest.ha1("MD5", "bob", "edge.example", "pw")

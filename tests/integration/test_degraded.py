@@ -39,6 +39,8 @@ def dead_db(settings: Settings, port: int) -> Settings:
 
 
 async def test_redis_down_decisions_read_the_database(settings: Settings) -> None:
+    """With Redis down decisions route from the database; /ready and /metrics say Redis is
+    degraded."""
     api = await start_api(dead_redis(settings))
     try:
         body = await api.decide(source_ip="127.0.0.10", to="12125551234")
@@ -61,6 +63,7 @@ async def test_redis_down_decisions_read_the_database(settings: Settings) -> Non
     ],
 )
 async def test_redis_and_database_down_is_503_never_auth(settings: Settings, params: dict) -> None:
+    """With Redis and the database down every decision is 503, never a challenge or a 403."""
     api = await start_api(dead_db(dead_redis(settings), free_port()))
     try:
         status, body = await api.get("/v1/decide/invite", to="12125551234", call_id="c", **params)
@@ -74,6 +77,7 @@ async def test_redis_and_database_down_is_503_never_auth(settings: Settings, par
 async def test_database_down_warm_redis_still_routes(
     settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
+    """With the database down a warm Redis still routes IP and digest callers."""
     await warmer(settings, cache, pool).load_once()
     api = await start_api(dead_db(settings, free_port()))
     try:

@@ -18,6 +18,8 @@ ALPHA, BRAVO, CHARLIE = (demo_id(f"org:{c}") for c in ("alpha", "bravo", "charli
 
 
 async def test_credentials_return_both_ha1_and_the_requested_one(api: Api) -> None:
+    """/v1/credentials gives the HA1 of the asked algorithm and both stored HA1s, never the
+    password."""
     status, body = await api.get("/v1/credentials", username="acme-pbx", algorithm="SHA-256")
     assert status == 200 and body["verdict"] == "ok" and body["source"] == "generation"
     assert body["ha1"] == digest.ha1("SHA-256", "acme-pbx", "sipdata.local", "acme-secret")
@@ -31,6 +33,7 @@ async def test_credentials_return_both_ha1_and_the_requested_one(api: Api) -> No
     [("initech-pbx", "Account Suspended"), ("nobody", "Forbidden")],
 )
 async def test_credentials_refused_without_ha1(api: Api, username: str, reason: str) -> None:
+    """A suspended or unknown user is refused 403 and gets no HA1."""
     status, body = await api.get("/v1/credentials", username=username)
     assert status == 200
     assert (body["verdict"], body["code"], body["reason"]) == ("reject", 403, reason)
@@ -38,6 +41,7 @@ async def test_credentials_refused_without_ha1(api: Api, username: str, reason: 
 
 
 async def test_acl_most_specific_network_and_mapped_ipv6(api: Api) -> None:
+    """/v1/acl answers the most specific network holding the address, IPv4-mapped and IPv6 alike."""
     status, body = await api.get("/v1/acl", ip="::ffff:127.0.1.200")
     assert status == 200 and body["network"] == "127.0.1.0/24"
     assert body["trunk"]["trunk_id"] == demo_id("trunk:globex-ip")
@@ -48,6 +52,7 @@ async def test_acl_most_specific_network_and_mapped_ipv6(api: Api) -> None:
 
 
 async def test_did_lookup_reports_registration_state(api: Api) -> None:
+    """/v1/did canonicalises the number and says whether its trunk can take a call now."""
     status, body = await api.get("/v1/did", number="+1 212 555 0100")
     assert status == 200 and body["found"] and body["number"] == "12125550100"
     assert body["trunk"]["name"] == "acme-pbx" and body["routable"] is False
@@ -56,6 +61,7 @@ async def test_did_lookup_reports_registration_state(api: Api) -> None:
 
 
 async def test_lcr_orders_carriers_by_their_own_longest_prefix(api: Api) -> None:
+    """/v1/lcr ranks carriers each by its own longest matching prefix, with its gateways."""
     status, body = await api.get("/v1/lcr", number="12125551234")
     assert status == 200 and body["prefix"] == "12125"  # compiled from Charlie's future row
     assert [o["carrier_id"] for o in body["offers"]] == [BRAVO, CHARLIE, ALPHA]
@@ -64,11 +70,13 @@ async def test_lcr_orders_carriers_by_their_own_longest_prefix(api: Api) -> None
 
 
 async def test_custom_rules_lookup(api: Api) -> None:
+    """/v1/routes/custom lists the org's rules that match the number."""
     status, body = await api.get("/v1/routes/custom", org_id=ACME, number="19005550000")
     assert status == 200 and [m["name"] for m in body["matched"]] == ["acme-premium"]
 
 
 async def test_decide_ip_trunk_routes_by_lcr_in_rtjson(api: Api) -> None:
+    """An IP trunk's INVITE decision routes by LCR, cheapest first, in rtjson."""
     body = await api.decide(source_ip="127.0.0.10", to="+12125551234", **{"from": "15550001111"})
     assert body["verdict"] == "route" and body["caller"]["identified_by"] == "ip"
     assert [r["uri"] for r in body["routing"]["routes"]] == [
@@ -81,6 +89,7 @@ async def test_decide_ip_trunk_routes_by_lcr_in_rtjson(api: Api) -> None:
 
 
 async def test_decide_accepts_post_json_like_get(api: Api) -> None:
+    """The decision takes a POSTed JSON body as it takes a query string."""
     status, body = await api.post(
         "/v1/decide/invite", {"source_ip": "127.0.0.10", "to": "12125551234", "call_id": "post-1"}
     )
@@ -107,6 +116,8 @@ async def test_decide_accepts_post_json_like_get(api: Api) -> None:
     ],
 )
 async def test_decide_verdicts(api: Api, params: dict[str, str], expected: tuple) -> None:
+    """Each kind of caller and number gets its documented verdict, and a reject never
+    carries credentials."""
     params.setdefault("to", "12125551234")
     body = await api.decide(**params)
     assert (body["verdict"], body["code"]) == expected
@@ -117,6 +128,7 @@ async def test_decide_verdicts(api: Api, params: dict[str, str], expected: tuple
 
 
 async def test_decide_digest_caller_gets_ha1_for_its_algorithm(api: Api) -> None:
+    """A digest caller's route carries the HA1 for the algorithm it used, for Kamailio to verify."""
     body = await api.decide(
         source_ip="127.0.0.50",
         to="12125551234",
@@ -132,12 +144,14 @@ async def test_decide_digest_caller_gets_ha1_for_its_algorithm(api: Api) -> None
 
 
 async def test_decide_rule_transform_then_lcr(api: Api) -> None:
+    """A rule's transform rewrites the number before LCR picks the carriers."""
     body = await api.decide(source_ip="127.0.1.9", to="02071234567")
     assert body["legs"][0]["uri"].startswith("sip:442071234567@")
     assert body["legs"][0]["rule_id"] == demo_id("rule:globex-uk-national")
 
 
 async def test_decide_weighted_split_is_stable_per_call(api: Api) -> None:
+    """A weighted split sends calls to both targets, each Call-ID always to the same one."""
     first = await api.decide(source_ip="127.0.1.9", to="18005551234", call_id="split-1")
     again = await api.decide(source_ip="127.0.1.9", to="18005551234", call_id="split-1")
     assert first["routing"] == again["routing"]
@@ -149,6 +163,8 @@ async def test_decide_weighted_split_is_stable_per_call(api: Api) -> None:
 
 
 async def test_decide_did_delivered_to_registered_contact(api: Api, cache: Any) -> None:
+    """A carrier's call to a DID goes to the trunk's registered contact via the address it
+    registered from."""
     import orjson
 
     await cache.client.set(

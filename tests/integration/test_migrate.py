@@ -40,12 +40,14 @@ async def catalog(conn: asyncpg.Connection) -> list[tuple[str, str]]:
 
 
 async def test_every_seed_table_exists(pool: asyncpg.Pool) -> None:
+    """Every table of the seed schema exists after migrate."""
     async with pool.acquire() as conn:
         names = {name for name, _ in await catalog(conn)}
     assert names >= SEED_TABLES
 
 
 async def test_second_migrate_changes_nothing(pool: asyncpg.Pool) -> None:
+    """A second migrate applies nothing and creates no partition."""
     async with pool.acquire() as conn:
         before = await catalog(conn)
         result = await migrate.migrate(conn, dt.date.today())
@@ -55,6 +57,7 @@ async def test_second_migrate_changes_nothing(pool: asyncpg.Pool) -> None:
 
 
 async def test_partitions_exist_ahead_and_rows_land_in_them(pool: asyncpg.Pool) -> None:
+    """Monthly partitions exist ahead of time and a CDR lands in its month's."""
     today = dt.date.today()
     async with pool.acquire() as conn:
         org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('p') RETURNING id")
@@ -78,6 +81,7 @@ async def test_partitions_exist_ahead_and_rows_land_in_them(pool: asyncpg.Pool) 
 
 
 async def test_cdr_unique_per_call_and_start(pool: asyncpg.Pool) -> None:
+    """Two CDRs with one Call-ID and start time are refused by the database."""
     async with pool.acquire() as conn:
         org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('u') RETURNING id")
         start = dt.datetime.now().replace(microsecond=0)
@@ -91,6 +95,7 @@ async def test_cdr_unique_per_call_and_start(pool: asyncpg.Pool) -> None:
 
 
 def test_partition_names_roll_over_the_year() -> None:
+    """Partition names roll over into the next year."""
     names = [n for t, n, _, _ in migrate.partition_names(dt.date(2026, 11, 27), 3) if t == "cdrs"]
     assert names == ["cdrs_2026_11", "cdrs_2026_12", "cdrs_2027_01", "cdrs_2027_02"]
 

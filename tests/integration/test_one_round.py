@@ -86,8 +86,10 @@ async def lease_of(cache: Cache, call_id: str) -> dict[bytes, bytes]:
 async def test_a_caller_seen_before_is_decided_in_one_round_trip(
     api: Api, trips: RoundTrips
 ) -> None:
+    """A new caller costs the identity probe, the rules and the one trip; a caller seen
+    before in this generation, the one trip alone, with the same answer."""
     first = await api.decide(**CALL, call_id="first")
-    assert len(trips.take()) >= 2  # the general path: pipeline, rules, admission
+    assert len(trips.take()) >= 2  # identity probe, rules, the one trip
     second = await api.decide(**CALL, call_id="second")
     # The destinations follow in a batched write that the answer does not wait for.
     assert trips.take() in (["decide"], ["decide", "lease docs"])
@@ -99,6 +101,8 @@ async def test_a_caller_seen_before_is_decided_in_one_round_trip(
 async def test_one_round_lease_holds_the_destinations_for_rating(
     api: Api, cache: Cache, trips: RoundTrips
 ) -> None:
+    """The lease taken in the round trip gets the call's destinations (for rating) in the
+    batched write after the answer."""
     await api.decide(**CALL, call_id="warm-up")
     answer = await api.decide(**CALL, call_id="rated")
     await api.service.lease_docs.aclose()  # the batched write lands
@@ -112,6 +116,7 @@ async def test_one_round_lease_holds_the_destinations_for_rating(
 async def test_a_call_that_does_not_route_gives_its_lease_back(
     api: Api, cache: Cache, trips: RoundTrips
 ) -> None:
+    """A call the round trip admitted but a rule rejects gives its lease back at once."""
     await api.decide(**CALL, call_id="warm-up")
     trips.take()
     premium = await api.decide(source_ip="127.0.0.10", to="19005551234", call_id="premium")
@@ -125,6 +130,7 @@ async def test_a_call_that_does_not_route_gives_its_lease_back(
 async def test_full_trunk_refuses_on_the_one_round_path_as_on_the_general_one(
     api: Api, pool: Any, settings: Settings, cache: Cache
 ) -> None:
+    """A full trunk refuses the next call 503 naming the limit, and no lease is left behind."""
     async with pool.acquire() as conn:
         await conn.execute("UPDATE sip_trunks SET max_channels = 1 WHERE id = $1", ACME_IP)
     await warmer(settings, cache, pool).load_once()
@@ -153,6 +159,7 @@ async def test_generation_switch_between_calls_is_answered_from_the_new_one(
 
 
 async def test_scripts_flushed_from_redis_are_loaded_again(api: Api, cache: Cache) -> None:
+    """After SCRIPT FLUSH the decision loads its script again and still admits."""
     await api.decide(**CALL, call_id="before-flush")
     await cache.client.script_flush()
     answer = await api.decide(**CALL, call_id="after-flush")

@@ -14,12 +14,14 @@ pytestmark = pytest.mark.usefixtures("demo")
 
 
 async def test_health_is_alive_without_dependencies(api: Api) -> None:
+    """/health answers while the process runs, whatever its dependencies do."""
     assert await api.get("/health") == (200, {"status": "ok"})
 
 
 async def test_ready_needs_a_fresh_warmer_heartbeat(
     api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
+    """/ready is 503 naming the missing warmer heartbeat until a load has run."""
     status, body = await api.get("/ready")
     assert status == 503 and body["status"] == "unready"
     assert "warmer heartbeat missing or expired" in body["reasons"]
@@ -32,6 +34,7 @@ async def test_ready_needs_a_fresh_warmer_heartbeat(
 async def test_metrics_count_requests_lookups_and_warmer(
     api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
+    """/metrics counts requests by endpoint and status, lookups by source, and the warmer's runs."""
     await api.decide(source_ip="127.0.0.10", to="12125551234")  # cold: database
     await api.get("/v1/lcr", number="x")  # a 400
     resp = await api.client.get("/metrics")
@@ -47,6 +50,7 @@ async def test_metrics_count_requests_lookups_and_warmer(
 async def test_in_process_warmer_runs_and_reports(
     settings: Settings, pool: asyncpg.Pool, cache: Cache
 ) -> None:
+    """The warmer started inside serve loads, and /ready turns ready."""
     from dataclasses import replace
 
     from .conftest import start_api

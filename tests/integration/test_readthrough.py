@@ -18,6 +18,8 @@ pytestmark = pytest.mark.usefixtures("demo")
 
 
 async def test_cold_decision_reads_everything_from_the_database(api: Api) -> None:
+    """With no generation in Redis a decision reads the database, and the same question
+    then comes from the read-through entries."""
     body = await api.decide(source_ip="127.0.0.10", to="12125551234")
     assert body["explain"]["generation"] is None
     assert set(body["explain"]["sources"].values()) == {"database"}
@@ -30,6 +32,7 @@ async def test_cold_decision_reads_everything_from_the_database(api: Api) -> Non
 async def test_cold_answers_equal_warm_answers(
     api: Api, settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
+    """Answers read from the database equal those read from a warm generation."""
     cases = [
         dict(source_ip="127.0.0.10", to="12125551234"),
         dict(source_ip="127.0.1.5", to="02071234567"),
@@ -54,6 +57,7 @@ async def test_cold_answers_equal_warm_answers(
 async def test_not_found_is_cached_briefly(
     api: Api, pool: asyncpg.Pool, settings: Settings
 ) -> None:
+    """A database "not found" is cached only for the short negative TTL."""
     _, first = await api.get("/v1/credentials", username="newbie")
     assert first["found"] is False and first["source"] == "database"
     _, second = await api.get("/v1/credentials", username="newbie")

@@ -28,6 +28,8 @@ def keyed(call_id: str, event: str, t0: float, **extra: Any) -> dict[str, Any]:
 async def test_a_routed_call_reported_in_one_batch_gets_its_rated_cdr(
     api: Api, cache: Cache, pool: asyncpg.Pool
 ) -> None:
+    """start, answer and end in one batch are stored in one step, release the lease and
+    become one rated CDR."""
     decided = await api.decide(source_ip="127.0.0.10", to="12125551234", call_id="batched")
     assert decided["verdict"] == "route"
     await api.service.lease_docs.aclose()
@@ -51,6 +53,8 @@ async def test_a_routed_call_reported_in_one_batch_gets_its_rated_cdr(
 async def test_a_malformed_report_is_refused_alone_and_still_dropped(
     api: Api, cache: Cache
 ) -> None:
+    """A malformed report is refused by index and field while the rest of its batch is
+    stored; its key is in `done` so Kamailio drops it."""
     t0 = time.time()
     bad = {"event": "end", "call_id": "b-2", "report_key": "b-2:end"}  # no ts
     status, body = await api.post(
@@ -76,6 +80,7 @@ async def test_a_malformed_report_is_refused_alone_and_still_dropped(
 async def test_a_body_that_is_not_a_batch_is_400_and_stores_nothing(
     api: Api, cache: Cache, body: dict[str, Any], field: str
 ) -> None:
+    """A body that is not a batch is a 400 naming the field and stores nothing."""
     status, answer = await api.post("/v1/events/calls", body)
     assert status == 400 and answer["error"]["field"] == field
     assert await cache.client.xlen(keys.CALL_EVENTS) == 0
@@ -102,6 +107,7 @@ async def test_with_redis_away_ends_become_cdrs_and_starts_are_kept(
 
 
 async def test_with_redis_and_the_database_away_the_batch_is_503(settings: Settings) -> None:
+    """With Redis and the database away a batch is 503 and nothing is acknowledged."""
     down = replace(
         settings,
         redis_url=f"redis://127.0.0.1:{free_port()}/0",

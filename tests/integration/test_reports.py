@@ -67,6 +67,7 @@ async def test_register_report_is_stored_in_database_and_redis(
 async def test_older_report_arriving_late_changes_nothing(
     api: Api, pool: asyncpg.Pool, cache: Cache
 ) -> None:
+    """A registration report older than the stored one changes neither the database nor Redis."""
     now = time.time()
     await api.post("/v1/events/register", report(now, contact="sip:acme-pbx@127.0.0.20:6000"))
     status, body = await api.post("/v1/events/register", report(now - 10))
@@ -78,6 +79,7 @@ async def test_older_report_arriving_late_changes_nothing(
 
 
 async def test_repeated_report_is_idempotent(api: Api, pool: asyncpg.Pool) -> None:
+    """The same registration report twice leaves one row."""
     doc = report(time.time())
     first = await api.post("/v1/events/register", doc)
     again = await api.post("/v1/events/register", doc)
@@ -90,6 +92,7 @@ async def test_repeated_report_is_idempotent(api: Api, pool: asyncpg.Pool) -> No
 async def test_expires_zero_takes_the_trunk_offline(
     api: Api, pool: asyncpg.Pool, cache: Cache
 ) -> None:
+    """Expires 0 takes the trunk offline in the database and Redis, and its DID calls get 480."""
     now = time.time()
     await api.post("/v1/events/register", report(now))
     status, body = await api.post("/v1/events/register", report(now + 1, expires=0))
@@ -114,6 +117,7 @@ async def test_expires_zero_takes_the_trunk_offline(
 async def test_bad_register_report_is_refused_and_stores_nothing(
     api: Api, pool: asyncpg.Pool, cache: Cache, doc: dict, status: int, code: str, field: str
 ) -> None:
+    """A bad registration report is refused naming the field, and nothing is stored."""
     got, body = await api.post("/v1/events/register", doc)
     assert (got, body["error"]["code"], body["error"]["field"]) == (status, code, field)
     assert await row(pool) is None
@@ -152,6 +156,7 @@ async def test_database_and_redis_down_register_is_503(settings: Settings) -> No
 
 
 async def test_call_event_is_acknowledged_once_in_the_stream(api: Api, cache: Cache) -> None:
+    """A call event is acknowledged only once it is in the stream, with its codecs."""
     doc = {
         "event": "answer",
         "call_id": "c-1",
@@ -167,12 +172,15 @@ async def test_call_event_is_acknowledged_once_in_the_stream(api: Api, cache: Ca
 
 
 async def test_bad_call_event_is_400_and_not_stored(api: Api, cache: Cache) -> None:
+    """A malformed call event is a 400 and is not stored."""
     status, body = await api.post("/v1/events/call", {"event": "end", "call_id": "c"})
     assert status == 400 and body["error"]["field"] == "ts"
     assert await cache.client.xlen(keys.CALL_EVENTS) == 0
 
 
 async def test_api_token_guards_v1_but_not_probes(settings: Settings, pool: asyncpg.Pool) -> None:
+    """With a shared secret, /v1/* needs the exact bearer token; /health, /ready and
+    /metrics stay open."""
     api = await start_api(replace(settings, api_token="s3cret"))
     try:
         status, body = await api.get("/v1/acl", ip="127.0.0.10")

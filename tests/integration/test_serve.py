@@ -51,6 +51,11 @@ class Served:
         return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture
 def served(settings: Settings, tmp_path: Path, demo: object) -> Iterator[Served]:
     port = free_port()
@@ -67,7 +72,7 @@ def served(settings: Settings, tmp_path: Path, demo: object) -> Iterator[Served]
             [sys.executable, "-m", "sipdata", "serve"], env=env, stdout=out, stderr=out
         )
     deadline = time.monotonic() + 20
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+    while not listening(port):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "sipdata serve did not start"
         time.sleep(0.1)

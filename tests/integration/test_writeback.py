@@ -60,6 +60,7 @@ async def test_answered_call_gets_one_rated_cdr(api: Api, pool: asyncpg.Pool) ->
 
 
 async def test_failed_call_cdr_carries_the_sip_code(api: Api, pool: asyncpg.Pool) -> None:
+    """A failed call's CDR has its SIP code, no duration and no cost."""
     t0 = time.time() - 10
     await api.decide(source_ip="127.0.0.10", to="12125551234", call_id="busy")
     await api.post(
@@ -100,6 +101,7 @@ async def test_entry_handled_twice_writes_one_cdr(api: Api, pool: asyncpg.Pool) 
 async def test_a_batch_of_ends_is_written_in_one_transaction(
     api: Api, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A drained batch of CDRs is one database transaction."""
     t0 = time.time() - 70
     for i in range(30):
         await api.post("/v1/events/call", call_report(f"many-{i}", "end", t0))
@@ -120,6 +122,7 @@ async def test_a_batch_of_ends_is_written_in_one_transaction(
 
 
 async def test_report_without_an_org_goes_to_dead_letters(api: Api, cache: Cache) -> None:
+    """An end no org can be billed for becomes a dead letter and leaves the stream."""
     doc = {"event": "end", "call_id": "orphan", "ts": time.time()}
     await api.post("/v1/events/call", doc)
     await drain(api)
@@ -128,6 +131,8 @@ async def test_report_without_an_org_goes_to_dead_letters(api: Api, cache: Cache
 
 
 async def test_channel_counts_are_written_back(api: Api, pool: asyncpg.Pool) -> None:
+    """sip_trunks.channels_in_use follows the live leases, down to 0 when calls end or fail."""
+
     async def in_use() -> int:
         async with pool.acquire() as conn:
             return int(
@@ -152,6 +157,7 @@ async def test_channel_counts_are_written_back(api: Api, pool: asyncpg.Pool) -> 
 async def test_sweeper_marks_lapsed_registrations_offline(
     api: Api, pool: asyncpg.Pool, cache: Cache
 ) -> None:
+    """A registration past its expiry is marked offline in the database and leaves trunks:online."""
     past = time.time() - 600
     doc = {
         "username": "acme-pbx",

@@ -21,11 +21,13 @@ from sipdata.errors import InputError
     ],
 )
 def test_canonical_ip_folds_mapped_ipv4(text: str, expected: str) -> None:
+    """IPv4-mapped IPv6 addresses and brackets fold to the plain address."""
     assert str(acl.canonical_ip(text)) == expected
 
 
 @pytest.mark.parametrize("text", ["", "nope", "300.1.1.1", "1.2.3.4/24", "::g"])
 def test_canonical_ip_rejects(text: str) -> None:
+    """Anything that is not one IP address is refused with the field named."""
     with pytest.raises(InputError) as info:
         acl.canonical_ip(text, "source_ip")
     assert info.value.field == "source_ip"
@@ -42,10 +44,13 @@ def test_canonical_ip_rejects(text: str) -> None:
     ],
 )
 def test_parse_network(text: str, mask: int | None, expected: str) -> None:
+    """A bare address takes the row's mask, a written one wins, host bits are cleared."""
     assert str(acl.parse_network(text, mask)) == expected
 
 
 def test_probes_are_most_specific_first_and_one_per_length() -> None:
+    """ACL probes are one per stored prefix length, most specific first, for the address's
+    own family."""
     addr = acl.canonical_ip("10.1.2.3")
     assert acl.probes(addr, [8, 32, 24, 24]) == ["10.1.2.3/32", "10.1.2.0/24", "10.0.0.0/8"]
     assert acl.probes(addr, [64]) == []  # an IPv6 length never applies to IPv4
@@ -75,6 +80,7 @@ def test_probe_lookup_equals_brute_force_most_specific(nets: list, raw: int) -> 
 
 
 def test_contains_never_mixes_families() -> None:
+    """An IPv4 address never matches an IPv6 network, nor the reverse."""
     assert acl.contains(["127.0.0.0/8"], acl.canonical_ip("::ffff:127.0.0.5"))
     assert not acl.contains(["::/0"], acl.canonical_ip("127.0.0.5"))
     assert not acl.contains([], acl.canonical_ip("127.0.0.5"))

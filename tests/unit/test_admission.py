@@ -18,6 +18,7 @@ def routed(rule_id: str | None = None, **trunk_over: object) -> Verdict:
 
 
 def test_route_verdict_carries_trunk_org_and_rate_limits() -> None:
+    """A routed call counts against its trunk, its org and its calls-per-second limit."""
     limits = admission.limits_of(routed(max_channels=5, org_max_calls=50, max_cps=3), {})
     assert limits == admission.Limits("t-cust", "o-cust", None, 5, 50, -1, 3)
 
@@ -37,6 +38,7 @@ def test_rule_limit_is_the_rule_that_produced_the_first_destination(
     expected_rule: str | None,
     expected_max: int,
 ) -> None:
+    """The rule limit counted is that of the rule that produced the first destination."""
     limits = admission.limits_of(routed(rule_id), rule_max)
     assert limits is not None
     assert (limits.rule_id, limits.rule_max) == (expected_rule, expected_max)
@@ -44,11 +46,13 @@ def test_rule_limit_is_the_rule_that_produced_the_first_destination(
 
 @pytest.mark.parametrize("verdict", ["reject", "challenge"])
 def test_only_routed_calls_take_a_channel(verdict: str) -> None:
+    """Rejected and challenged calls take no channel."""
     assert admission.limits_of(Verdict(verdict, 403, "Forbidden"), {}) is None
 
 
 @pytest.mark.parametrize("outcome", ["ok", "dup", "unchecked"])
 def test_admitting_outcomes_keep_the_route(outcome: str) -> None:
+    """ok, dup and unchecked admissions keep the route."""
     assert admission.refused(routed(), outcome) is None
 
 
@@ -63,6 +67,8 @@ def test_admitting_outcomes_keep_the_route(outcome: str) -> None:
     ],
 )
 def test_full_limits_answer_503_naming_the_limit(outcome: str, reason: str) -> None:
+    """A full limit refuses the call 503 with the limit named, keeping who called but no
+    destinations."""
     refused = admission.refused(routed(), outcome)
     assert refused is not None
     assert (refused.verdict, refused.code, refused.reason) == ("reject", 503, reason)

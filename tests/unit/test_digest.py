@@ -11,6 +11,8 @@ from sipdata.decide import digest
 
 def test_ha1_matches_rfc_definitions() -> None:
     # RFC 2617 / RFC 7616: HA1 = H(username ":" realm ":" password)
+    """HA1 is RFC 2617's MD5 and RFC 7616's SHA-256 of user:realm:password; other
+    algorithms are refused."""
     assert digest.ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life") == (
         "939e7578ed9e3c518a452acee763bce9"
     )
@@ -22,6 +24,7 @@ def test_ha1_matches_rfc_definitions() -> None:
 
 
 def test_encoded_hash_never_contains_the_password() -> None:
+    """What is stored holds the HA1s, never the password."""
     stored = digest.encode("alice", "sipdata.local", "s3cret-Pa55")
     assert "s3cret" not in stored
     assert stored.startswith("ha1v1$")
@@ -33,6 +36,7 @@ def test_encoded_hash_never_contains_the_password() -> None:
     st.text(max_size=20),
 )
 def test_encode_parse_round_trip(user: str, realm: str, password: str) -> None:
+    """Any username, realm and password read back as the HA1s of both algorithms."""
     parsed = digest.parse(digest.encode(user, realm, password))
     assert parsed is not None
     assert parsed.realm == realm
@@ -53,6 +57,7 @@ def test_encode_parse_round_trip(user: str, realm: str, password: str) -> None:
     ],
 )
 def test_parse_rejects_anything_not_in_the_format(stored: str | None) -> None:
+    """A stored value not in the ha1v1 format is no credential at all."""
     assert digest.parse(stored) is None
 
 
@@ -69,9 +74,11 @@ def test_parse_rejects_anything_not_in_the_format(stored: str | None) -> None:
     ],
 )
 def test_algorithm_names_normalise(given_name: str | None, expected: str | None) -> None:
+    """Algorithm names normalise case-insensitively, absent meaning MD5; others are unsupported."""
     assert digest.normalise_algorithm(given_name) == expected
 
 
 def test_realm_with_separator_is_refused() -> None:
+    """A realm containing the stored format's separator is refused."""
     with pytest.raises(ValueError):
         digest.encode("u", "bad$realm", "p")

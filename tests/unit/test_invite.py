@@ -16,6 +16,7 @@ PBX = "6f1d7c3e-0000-4000-8000-000000000001"  # rule targets are trunk ids
 
 
 def test_ip_trunk_is_identified_by_its_network() -> None:
+    """A source address inside one IP trunk's network names that trunk as the caller."""
     who = identify(query(), ("192.0.2.10/32", [trunk()]), None, REALM)
     assert isinstance(who, Identity) and who.method == "ip" and who.trunk.id == "t-cust"
 
@@ -28,6 +29,7 @@ def test_ip_trunk_is_identified_by_its_network() -> None:
     ],
 )
 def test_suspended_ip_trunk_or_org_is_rejected_403(over: dict[str, Any], reason: str) -> None:
+    """A suspended trunk or organisation may not call: 403 with the reason that names which."""
     who = identify(query(), ("192.0.2.10/32", [trunk(**over)]), None, REALM)
     assert isinstance(who, Verdict) and (who.verdict, who.code, who.reason) == (
         "reject",
@@ -37,11 +39,14 @@ def test_suspended_ip_trunk_or_org_is_rejected_403(over: dict[str, Any], reason:
 
 
 def test_unknown_address_without_credentials_is_challenged() -> None:
+    """An address no trunk owns, without credentials, gets the 407 that lets digest trunks in."""
     who = identify(query("203.0.113.9"), None, None, REALM)
     assert isinstance(who, Verdict) and (who.verdict, who.code) == ("challenge", 407)
 
 
 def test_shared_network_is_ambiguous_and_falls_to_digest() -> None:
+    """A network two IP trunks share cannot name the caller: it is challenged, and digest
+    decides."""
     owners = [trunk("a"), trunk("b")]
     assert isinstance(identify(query(), ("192.0.2.0/24", owners), None, REALM), Verdict)
     who = identify(query(auth_user="alice"), ("192.0.2.0/24", owners), credential(), REALM)
@@ -65,6 +70,8 @@ def test_shared_network_is_ambiguous_and_falls_to_digest() -> None:
     ],
 )
 def test_digest_identification(q: dict[str, Any], cred: Any, expected: tuple) -> None:
+    """A digest caller is named by its username with the HA1 of the algorithm it used; an
+    unknown user or algorithm is refused 403, never with credentials."""
     who = identify(query("203.0.113.9", **q), None, cred, REALM)
     if isinstance(who, Identity):
         assert (who.method, who.algorithm) == expected
@@ -75,6 +82,7 @@ def test_digest_identification(q: dict[str, Any], cred: Any, expected: tuple) ->
 
 
 def test_digest_trunk_source_restriction() -> None:
+    """A digest trunk with allowed networks is refused from any other address."""
     cred = credential(networks=("198.51.100.0/24",))
     bad = identify(query("203.0.113.9", auth_user="alice"), None, cred, REALM)
     assert isinstance(bad, Verdict) and bad.reason == "Source Address Not Allowed"
@@ -103,6 +111,8 @@ def ident(**over: Any) -> Identity:
 
 
 def test_lcr_routes_cheapest_first_in_rtjson() -> None:
+    """LCR orders carriers cheapest first, as an rtjson serial document, with the rate and
+    matched prefix explained."""
     v = route(ident(), query(), [], facts(), NOW)
     doc = v.to_json()
     assert doc["verdict"] == "route"
@@ -116,11 +126,13 @@ def test_lcr_routes_cheapest_first_in_rtjson() -> None:
 
 
 def test_no_lcr_entry_is_404_no_route() -> None:
+    """A number no rate deck covers is 404 No Route."""
     v = route(ident(), query(to="999"), [], facts(lcr_entries={}), NOW)
     assert (v.code, v.reason) == (404, "No Route")
 
 
 def test_carrier_without_gateways_is_skipped_and_explained() -> None:
+    """A carrier with a rate but no gateway is left out, and explain names it."""
     f = facts(carriers={"A": carrier("a", "198.51.100.1")})
     v = route(ident(), query(), [], f, NOW)
     assert len(v.legs) == 1 and v.explain["lcr"][0]["carriers_without_gateways"] == ["B"]
@@ -154,12 +166,15 @@ def route_with(*rows: dict[str, Any], **facts_over: Any) -> Verdict:
 
 
 def test_first_matching_reject_rule_rejects_with_its_code() -> None:
+    """A reject rule that matches first answers with its own code and reason."""
     v = route_with(rule("r1", 1, "reject", "603 Decline", match_pattern="1212"))
     assert (v.verdict, v.code, v.reason) == ("reject", 603, "Decline")
     assert v.explain["rule_id"] == "r1"
 
 
 def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
+    """Matching rules add destinations in priority order; a later reject rule ends the
+    failover chain."""
     v = route_with(
         rule("fwd", 1, "forward", "sip:ivr.example.net"),
         rule("lcr", 2, "lcr"),
@@ -173,6 +188,8 @@ def test_rules_chain_in_priority_order_and_stop_at_a_reject() -> None:
 
 
 def test_rule_to_unreachable_trunk_gives_480() -> None:
+    """A rule to a trunk with no address is 480 until the trunk registers, then routes to
+    its contact."""
     pbx = trunk(PBX, auth_type="digest", address=None, networks=())
     to_pbx = rule("t", 1, "trunk", PBX)
     assert route_with(to_pbx, trunks={PBX: pbx}).code == 480
@@ -198,6 +215,8 @@ def test_rule_to_unreachable_trunk_gives_480() -> None:
 def test_inbound_from_carrier_goes_to_the_did_trunk(
     the_did: Any, registered: bool, expected: tuple
 ) -> None:
+    """A carrier's call goes to the DID's trunk, or is refused with the code that says why
+    (404, 403, 480)."""
     regs = {"t-pbx": Registration("sip:pbx@203.0.113.5", 2_000_000_000)} if registered else {}
     carrier_trunk = ident(is_carrier=True, org_id="o-carrier")
     v = route(
@@ -208,6 +227,7 @@ def test_inbound_from_carrier_goes_to_the_did_trunk(
 
 
 def test_customer_call_to_on_net_did_stays_on_net() -> None:
+    """A customer dialling a DID the platform holds reaches its trunk without LCR."""
     regs = {"t-pbx": Registration("sip:pbx@203.0.113.5", 2_000_000_000)}
     v = route(ident(), query(to="12125550100"), [], facts(did=did(), registrations=regs), NOW)
     assert v.explain["on_net"] == "12125550100"
@@ -215,11 +235,15 @@ def test_customer_call_to_on_net_did_stays_on_net() -> None:
 
 
 def test_carrier_calls_never_transit_to_lcr() -> None:
+    """A carrier's call to a number that is not a DID is refused, never sent on to another
+    carrier."""
     v = route(ident(is_carrier=True), query(), [], facts(), NOW)
     assert (v.code, v.reason) == (404, "Not Found")
 
 
 def test_rule_whose_transform_breaks_the_number_is_skipped() -> None:
+    """A rule whose transform leaves no valid number is skipped and explained; the next
+    rule still routes."""
     v = route_with(
         rule("bad", 1, "lcr", transform_rules={"strip": 20}),
         rule("good", 2, "forward", "sip:backup.example.net"),

@@ -44,12 +44,14 @@ def test_each_carrier_rated_by_its_own_longest_prefix() -> None:
 
 
 def test_latest_effective_row_supersedes_older() -> None:
+    """Of one carrier's rows for a prefix, the latest in effect on the day wins."""
     rows = [row("A", "1", "0.006", D(2024, 1, 1)), row("A", "1", "0.005", D(2025, 6, 1))]
     assert str(lookup(rows, "1555", TODAY)[0].rate) == "0.005"
     assert str(lookup(rows, "1555", D(2025, 5, 31), compiled_on=D(2025, 5, 31))[0].rate) == "0.006"
 
 
 def test_row_not_yet_in_effect_takes_over_on_its_day_without_rebuild() -> None:
+    """A row effective in two days takes over on that day from the same compiled table."""
     rows = [row("A", "1", "0.010"), row("A", "1212", "0.001", eff=TODAY + dt.timedelta(days=2))]
     table_day = TODAY
     assert str(lookup(rows, "12125", TODAY, table_day)[0].rate) == "0.010"
@@ -57,6 +59,7 @@ def test_row_not_yet_in_effect_takes_over_on_its_day_without_rebuild() -> None:
 
 
 def test_expired_specific_row_falls_back_to_shorter_prefix_on_expiry_day() -> None:
+    """When a longer prefix's row expires, the shorter prefix's row answers from that day on."""
     rows = [row("A", "1", "0.010"), row("A", "1212", "0.002", exp=TODAY + dt.timedelta(days=1))]
     assert lookup(rows, "1212555", TODAY)[0].prefix == "1212"
     after = lookup(rows, "1212555", TODAY + dt.timedelta(days=1))
@@ -64,6 +67,7 @@ def test_expired_specific_row_falls_back_to_shorter_prefix_on_expiry_day() -> No
 
 
 def test_ties_break_on_priority_then_carrier_id() -> None:
+    """Equal rates order by priority, then by carrier id, so the order is stable."""
     rows = [
         row("C", "1", "0.01", priority=5),
         row("A", "1", "0.01", priority=5),
@@ -73,16 +77,20 @@ def test_ties_break_on_priority_then_carrier_id() -> None:
 
 
 def test_no_matching_prefix_means_no_offers() -> None:
+    """A number no prefix covers gets no offers."""
     assert lookup([row("A", "44", "0.01")], "12125", TODAY) == []
 
 
 def test_compiled_entry_keeps_seed_fields() -> None:
+    """A compiled entry keeps the seed's carrier_id, rate and priority and reads back equal."""
     doc = row("A", "1", "0.010").to_json()
     assert {"carrier_id", "rate", "priority"} <= set(doc)
     assert RateRow.from_json(doc) == row("A", "1", "0.010")
 
 
 def test_compile_prunes_ancestors_behind_a_permanent_row() -> None:
+    """Ancestor rows that can never win below a permanent longer row are pruned; ones that
+    may win after an expiry are kept."""
     rows = [row("A", "1", "0.02"), row("A", "12", "0.01")]
     table = compile_deck(rows, TODAY)
     assert [r.prefix for r in table["12"]] == ["12"]  # '1' can never win below '12'

@@ -23,6 +23,7 @@ from sipdata.errors import InputError
     ],
 )
 def test_canonical_accepts(raw: str, expected: str) -> None:
+    """Separators, a leading + or 00 are removed; what remains is the E.164 digits."""
     assert canonical(raw) == expected
 
 
@@ -45,6 +46,7 @@ def test_canonical_accepts(raw: str, expected: str) -> None:
     ],
 )
 def test_canonical_rejects_with_reason_and_field(raw: str, why: str) -> None:
+    """Anything that is not 1..15 ASCII digits is refused with the reason and the field named."""
     with pytest.raises(InputError) as info:
         canonical(raw, "to")
     assert why in info.value.message
@@ -53,6 +55,7 @@ def test_canonical_rejects_with_reason_and_field(raw: str, why: str) -> None:
 
 @given(st.text(max_size=30))
 def test_canonical_output_is_ascii_digits_or_error(raw: str) -> None:
+    """Whatever text arrives, the answer is 1..15 ASCII digits or an InputError."""
     try:
         out = canonical(raw)
     except InputError:
@@ -62,12 +65,14 @@ def test_canonical_output_is_ascii_digits_or_error(raw: str) -> None:
 
 @given(st.from_regex(r"\A[1-9][0-9]{0,14}\Z"))
 def test_canonical_is_idempotent_and_plus_invariant(digits: str) -> None:
+    """Canonical digits stay as they are, with or without + or 00 in front."""
     assert canonical(digits) == digits
     assert canonical("+" + digits) == digits
     assert canonical(canonical("00" + digits)) == digits
 
 
 def test_canonical_or_none_tolerates_names() -> None:
+    """A From user that is a name, not a number, is None rather than an error."""
     assert canonical_or_none("anonymous") is None
     assert canonical_or_none(None) is None
     assert canonical_or_none("+15551230000") == "15551230000"
@@ -75,6 +80,7 @@ def test_canonical_or_none_tolerates_names() -> None:
 
 @given(st.from_regex(r"\A[0-9]{1,15}\Z"))
 def test_prefixes_longest_first_and_complete(number: str) -> None:
+    """A number's probes are every prefix of it, longest first."""
     ps = prefixes(number)
     assert ps[0] == number
     assert [len(p) for p in ps] == list(range(len(number), 0, -1))

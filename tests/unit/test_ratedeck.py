@@ -12,6 +12,7 @@ HEADER = "prefix,rate,effective_date,expiry_date,priority,description\n"
 
 
 def test_valid_deck_parses_all_rows() -> None:
+    """A valid deck parses every row with its optional columns and defaults."""
     rows = parse(
         (HEADER + "1,0.005,2025-01-01,,,US\n+44,0.0123,2025-01-01,2026-01-01,5,UK\n").splitlines(
             keepends=True
@@ -24,6 +25,7 @@ def test_valid_deck_parses_all_rows() -> None:
 
 
 def test_columns_in_any_order_and_optional_ones_omitted() -> None:
+    """Columns may come in any order and any case; optional ones may be missing."""
     rows = parse(["Effective_Date,PREFIX,rate\n", "2025-01-01,1212,0.01\n"])
     assert rows[0].prefix == "1212"
 
@@ -47,6 +49,7 @@ def test_columns_in_any_order_and_optional_ones_omitted() -> None:
     ],
 )
 def test_invalid_row_names_line_and_field(body: str, line: int, field: str | None) -> None:
+    """An invalid row is refused naming its line and field."""
     with pytest.raises(ImportFileError) as info:
         parse((HEADER + body).splitlines(keepends=True))
     assert info.value.line == line
@@ -64,5 +67,6 @@ def test_invalid_row_names_line_and_field(body: str, line: int, field: str | Non
     ],
 )
 def test_header_problems_are_line_1(lines: list[str], message: str) -> None:
+    """A missing or unknown column is an error on line 1."""
     with pytest.raises(ImportFileError, match=message):
         parse(lines)

@@ -54,6 +54,7 @@ def event(kind: str = "end", talk_s: float | None = 61.5, **over: Any) -> dict[s
     ],
 )
 def test_billable_seconds(seconds: int, minimum: int, increment: int, billed: int) -> None:
+    """Billable seconds: 0 unanswered, else rounded up to the increment and at least the minimum."""
     assert rating.billable(seconds, minimum, increment) == billed
 
 
@@ -64,6 +65,7 @@ def test_billable_seconds(seconds: int, minimum: int, increment: int, billed: in
 def test_talk_time_rounds_half_up_and_an_answered_call_has_a_second(
     talk: float | None, seconds: int
 ) -> None:
+    """Talk time rounds half up, and an answered call lasts at least one second."""
     answered = None if talk is None else T0
     ended = T0 + dt.timedelta(seconds=talk or 0)
     assert rating.talk_seconds(answered, ended) == seconds
@@ -74,6 +76,7 @@ def test_talk_time_rounds_half_up_and_an_answered_call_has_a_second(
     [("0.005", 66, "0.0055"), ("0.01", 6, "0.0010"), ("0.0123", 7, "0.0014"), ("0", 60, "0")],
 )
 def test_cost_rounds_half_up_to_four_places(rate: str, seconds: int, cost: str) -> None:
+    """Cost is rate per minute times billed seconds, rounded half up to four decimals."""
     assert rating.cost(Decimal(rate), seconds) == Decimal(cost)
 
 
@@ -87,6 +90,8 @@ def test_cost_rounds_half_up_to_four_places(rate: str, seconds: int, cost: str) 
     ],
 )
 def test_rate_is_the_leg_whose_address_answered(destination: str, rate: str | None) -> None:
+    """The rate is that of the destination whose address sent the 200 OK; an unknown
+    answerer has no rate and no cost."""
     cdr = rating.cdr_of(event(destination_ip=destination), LEASE, 6, 6)
     assert cdr is not None
     assert cdr.rate == (Decimal(rate) if rate else None)
@@ -94,6 +99,7 @@ def test_rate_is_the_leg_whose_address_answered(destination: str, rate: str | No
 
 
 def test_answered_call() -> None:
+    """An answered call's CDR carries its times, durations, cost, cause, codecs and carrier."""
     cdr = rating.cdr_of(event(cause="callee_bye", codecs=["PCMA"]), LEASE, 6, 6)
     assert cdr is not None
     assert (cdr.duration, cdr.billable_duration, cdr.cost) == (62, 66, Decimal("0.0055"))
@@ -103,6 +109,7 @@ def test_answered_call() -> None:
 
 
 def test_failed_call_costs_nothing_and_keeps_its_code() -> None:
+    """A failed call's CDR costs nothing and keeps the final SIP code and reason."""
     cdr = rating.cdr_of(event("fail", None, sip_code=486, sip_reason="Busy Here"), LEASE, 6, 6)
     assert cdr is not None
     assert (cdr.duration, cdr.billable_duration, cdr.rate, cdr.cost) == (0, 0, None, None)
@@ -112,10 +119,13 @@ def test_failed_call_costs_nothing_and_keeps_its_code() -> None:
 
 @pytest.mark.parametrize("kind", ["start", "answer"])
 def test_only_end_and_fail_close_a_cdr(kind: str) -> None:
+    """Start and answer reports close no CDR."""
     assert rating.cdr_of(event(kind), LEASE, 6, 6) is None
 
 
 def test_org_comes_from_the_lease_when_the_report_lacks_it() -> None:
+    """The billed org comes from the lease when the report lacks it; with neither there is
+    no CDR."""
     cdr = rating.cdr_of(event(org_id=None), LEASE, 6, 6)
     assert cdr is not None and cdr.org_id == "o"
     assert rating.cdr_of(event(org_id=None), None, 6, 6) is None

@@ -40,6 +40,7 @@ CALL: dict[str, Any] = {
 
 
 def test_registration_report_parses_times_and_expiry() -> None:
+    """A registration report's time is Kamailio's, and it expires `expires` seconds after it."""
     report = reports.registration_report(REG)
     assert report.online
     assert report.ts == dt.datetime.fromtimestamp(TS, dt.UTC)
@@ -51,6 +52,7 @@ def test_registration_report_parses_times_and_expiry() -> None:
     [("sip:a@h", 0, False), ("*", 0, False), ("sips:a@h", 60, True)],
 )
 def test_expires_zero_or_star_means_offline(contact: str, expires: int, online: bool) -> None:
+    """Expires 0 or Contact * is a de-registration, expiring at once."""
     report = reports.registration_report({**REG, "contact": contact, "expires": expires})
     assert report.online is online
     if not online:
@@ -77,6 +79,7 @@ def test_expires_zero_or_star_means_offline(contact: str, expires: int, online: 
     ],
 )
 def test_bad_registration_report_names_its_field(change: dict[str, Any], field: str) -> None:
+    """A malformed registration report is refused with the offending field named."""
     with pytest.raises(InputError) as err:
         reports.registration_report({**REG, **change})
     assert err.value.field == field
@@ -89,6 +92,7 @@ def test_kamailio_null_placeholder_reads_as_absent() -> None:
 
 
 def test_call_event_round_trips_to_json() -> None:
+    """A call event's stored JSON keeps the parties and times as Kamailio reported them."""
     doc = reports.call_event(CALL).to_json()
     assert doc["event"] == "end" and doc["to"] == "12125551234"
     assert dt.datetime.fromisoformat(doc["answer_ts"]).timestamp() == TS + 2
@@ -109,6 +113,7 @@ def test_call_event_round_trips_to_json() -> None:
     ],
 )
 def test_bad_call_event_names_its_field(change: dict[str, Any], field: str) -> None:
+    """A malformed call event is refused with the offending field named."""
     with pytest.raises(InputError) as err:
         reports.call_event({**CALL, **change})
     assert err.value.field == field
@@ -132,11 +137,14 @@ SDP = (
     ],
 )
 def test_codecs_of_the_first_audio_stream(sdp: str, expected: tuple[str, ...]) -> None:
+    """Codec names come from the first audio stream, in its order, static payload types by
+    their RFC 3551 names."""
     assert reports.codecs(sdp) == expected
 
 
 @given(st.text(max_size=500))
 def test_codec_parsing_never_raises(text: str) -> None:
+    """Any text as SDP yields codec names or none, never an exception."""
     result = reports.codecs(text)
     assert all(isinstance(c, str) and c for c in result)
 
@@ -199,6 +207,7 @@ def test_an_undocumented_cause_is_refused(cause: str) -> None:
     "doc", [{}, {"reports": []}, {"reports": "x"}, {"reports": [{}] * (reports.MAX_BATCH + 1)}]
 )
 def test_a_body_that_is_not_a_batch_names_the_reports_field(doc: dict[str, Any]) -> None:
+    """A batch body that is not 1..500 reports is refused naming `reports`."""
     with pytest.raises(InputError) as caught:
         reports.call_batch(doc)
     assert caught.value.field == "reports"

@@ -29,20 +29,26 @@ from .factories import trunk
     ],
 )
 def test_trunk_address_rules(proxy: str | None, networks: list[str], expected: str | None) -> None:
+    """A trunk's static address is its outbound proxy, else its single /32 or /128 network,
+    else none."""
     assert trunk_address(proxy, networks) == expected
 
 
 def test_request_uri_carries_transport() -> None:
+    """The Request-URI carries a transport parameter only when it is not UDP."""
     assert request_uri("1212", "h", "UDP") == "sip:1212@h"
     assert request_uri("1212", "h:5061", "tls") == "sip:1212@h:5061;transport=tls"
 
 
 def test_forward_uri_adds_number_only_without_user() -> None:
+    """A forward URI takes the number as its user only when it has none."""
     assert forward_uri("sip:ivr.example.net:5060", "1800") == "sip:1800@ivr.example.net:5060"
     assert forward_uri("sip:menu@ivr.example.net", "1800") == "sip:menu@ivr.example.net"
 
 
 def test_registered_trunk_is_reached_at_contact_via_received() -> None:
+    """A registered trunk is reached at its Contact via the address it registered from;
+    unregistered, at its static address; with neither, not at all."""
     reg = Registration("sip:pbx@10.1.1.1:5060", 0, received="sip:203.0.113.7:40000")
     leg = trunk_leg(trunk(), reg, "1212", "did", None)
     assert leg is not None
@@ -53,6 +59,7 @@ def test_registered_trunk_is_reached_at_contact_via_received() -> None:
 
 
 def test_dedupe_keeps_first_and_rtjson_shape() -> None:
+    """Repeated destinations keep the first; the document is rtjson's serial shape."""
     legs = dedupe([Leg("sip:a@x"), Leg("sip:b@x"), Leg("sip:a@x", carrier_id="later")])
     assert [leg.uri for leg in legs] == ["sip:a@x", "sip:b@x"]
     doc = rtjson([Leg("sip:a@x", dst_uri="sip:p")])

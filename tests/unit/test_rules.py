@@ -51,10 +51,12 @@ NOW = dt.datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a Wednesday, 15:00 UTC
     ],
 )
 def test_matching(over: dict[str, Any], number: str, hit: bool) -> None:
+    """Prefix, exact and RE2 patterns match the canonical number as the table says."""
     assert parse_rule(rule(**over)).matches(number, NOW, "t1") is hit
 
 
 def test_regex_is_linear_time_even_for_evil_patterns() -> None:
+    """A catastrophic-backtracking pattern still answers at once (RE2)."""
     r = parse_rule(rule(match_type="regex", match_pattern="^(1+)+$"))
     assert r.matches("1" * 15, NOW, None)
     assert not r.matches("1" * 14 + "2", NOW, None)  # would take ages with backtracking
@@ -86,6 +88,7 @@ def test_regex_is_linear_time_even_for_evil_patterns() -> None:
     ],
 )
 def test_invalid_rules_are_refused_with_reason(over: dict[str, Any], message: str) -> None:
+    """A rule that cannot be applied is refused with a reason naming what is wrong."""
     with pytest.raises(RuleError, match=message):
         parse_rule(rule(**over))
 
@@ -117,12 +120,15 @@ def test_invalid_rules_are_refused_with_reason(over: dict[str, Any], message: st
     ],
 )
 def test_time_windows(window: dict[str, Any], when: str, inside: bool) -> None:
+    """Time windows hold from start (inclusive) to end (exclusive), across midnight and in
+    the rule's time zone."""
     parsed = parse_window(window)
     assert parsed is not None
     assert parsed.contains(dt.datetime.fromisoformat(when)) is inside
 
 
 def test_empty_time_condition_means_always() -> None:
+    """No time condition means the rule applies at every hour."""
     assert parse_window({}) is None
     assert parse_rule(rule()).window is None
 
@@ -143,10 +149,12 @@ def test_empty_time_condition_means_always() -> None:
 def test_transforms_apply_strip_replace_prefix_in_order(
     transform: dict[str, Any], number: str, expected: str
 ) -> None:
+    """Transforms strip, then replace, then prefix, in that order."""
     assert parse_rule(rule(transform_rules=transform)).transform.apply(number) == expected
 
 
 def test_reject_code_and_reason() -> None:
+    """A reject rule's destination gives its SIP code and reason; none given means 403 Forbidden."""
     assert parse_rule(rule(action="reject", destination="486 Busy Here")).reject_code() == (
         486,
         "Busy Here",
@@ -170,6 +178,8 @@ def _group() -> list:
 
 
 def test_order_is_priority_then_weighted_and_fixed_per_call_id() -> None:
+    """Rules order by priority, then by weight at random, and the same Call-ID always gets
+    the same order."""
     order = [r.id for r in ordered_matches(_group(), "12125", NOW, "call-1", None)]
     assert order[0] == "first" and order[-1] == "never"
     assert set(order[1:3]) == {"heavy", "light"}
@@ -188,4 +198,5 @@ def test_weights_split_first_choice_in_proportion() -> None:
 
 @given(st.text(min_size=1, max_size=40))
 def test_weight_zero_rule_is_always_last(call_id: str) -> None:
+    """A weight-0 rule is tried last whatever the Call-ID."""
     assert ordered_matches(_group(), "12125", NOW, call_id, None)[-1].id == "never"

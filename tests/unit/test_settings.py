@@ -7,6 +7,7 @@ from sipdata.settings import Settings
 
 
 def test_defaults_point_at_local_services() -> None:
+    """With no environment the settings point at the local PostgreSQL and Redis."""
     s = Settings.from_env({})
     assert s.database_url.startswith("postgresql://") and "127.0.0.1:5432" in s.database_url
     assert s.redis_url == "redis://127.0.0.1:6379/0"
@@ -14,6 +15,7 @@ def test_defaults_point_at_local_services() -> None:
 
 
 def test_values_are_parsed_by_type() -> None:
+    """Each variable is parsed by its field's type."""
     s = Settings.from_env(
         {
             "SIPDATA_HTTP_PORT": "9000",
@@ -44,12 +46,14 @@ def test_values_are_parsed_by_type() -> None:
     ],
 )
 def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str) -> None:
+    """A bad value stops start-up with the variable named."""
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
     assert name in info.value.message
 
 
 def test_settings_are_frozen() -> None:
+    """Settings cannot change after start-up."""
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.http_port = 1  # type: ignore[misc]
