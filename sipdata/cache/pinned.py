@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
@@ -22,9 +23,10 @@ class PinnedConnections:
     def __init__(self, client: aioredis.Redis, idle_max: int = 64) -> None:
         self.pool = client.connection_pool
         self.idle_max = idle_max
-        self._idle: list[Any] = []
+        self._idle: list[AbstractConnection] = []
 
     async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """EVALSHA over a pinned connection; the raw reply (the caller decodes it)."""
         conn = self._idle.pop() if self._idle else self.pool.make_connection()  # type: ignore[no-untyped-call]
         if not conn.is_connected:
             await conn.connect()
@@ -52,7 +54,7 @@ class PinnedConnections:
         await self._keep(conn)
         return reply
 
-    async def _keep(self, conn: Any) -> None:
+    async def _keep(self, conn: AbstractConnection) -> None:
         if conn.is_connected and len(self._idle) < self.idle_max:
             self._idle.append(conn)
         else:
