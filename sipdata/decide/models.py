@@ -185,9 +185,10 @@ class Registration:
         return asdict(self)
 
 
-# An ACL entry: a network and the trunks whose ACL holds it. One stored shape for
-# the generation hash (field = the network) and the read-through entry (key = an
-# address), so one decoder reads both.
+# An ACL entry: a network and the trunks whose ACL holds it. The read-through
+# entry (key = an address) stores {network, owners}; the generation hash (field =
+# the network) stores the owners alone, the shape the previous release reads, so a
+# rolling upgrade can run old servers against a new warmer. One decoder reads both.
 AclHit = tuple[str, Sequence[Trunk]]
 
 
@@ -196,8 +197,7 @@ def acl_entry_to_json(network: str, owners: Sequence[Trunk]) -> dict[str, Any]:
 
 
 def acl_entry_from_json(doc: Any, network: str) -> AclHit:
-    """`network` is the probe that found it; a bare list of owners is how generations
-    written before this shape stored it (gone after the next warm)."""
+    """`network` is the probe that found it (the generation's field)."""
     if isinstance(doc, list):
         return network, tuple(Trunk.from_json(t) for t in doc)
     return str(doc["network"]), tuple(Trunk.from_json(t) for t in doc["owners"])

@@ -25,7 +25,7 @@ from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.reads import Snapshot, Store, registration_of
 from sipdata.decide import acl, lcr
-from sipdata.decide.models import Trunk, acl_entry_to_json
+from sipdata.decide.models import Trunk
 from sipdata.decide.rules import OrgRules, RuleError, parse_rule
 from sipdata.errors import SipdataError
 from sipdata.metrics import Metrics
@@ -86,7 +86,10 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
 
     hashes = {
         keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
-        keys.KIND_ACL: {k: _dump(acl_entry_to_json(k, v)) for k, v in acl_index.items()},
+        # The generation keeps the bare list of owners the previous release reads (a
+        # rolling upgrade runs old servers against a new warmer); decide.models'
+        # acl_entry_from_json reads it and the read-through entry's {network, owners}.
+        keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
         keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
         keys.KIND_LCR: _drain_dump(compiled),
         keys.KIND_CUSTOM: custom,

@@ -16,6 +16,7 @@ from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db import provision
 from sipdata.db.provision import demo_id
+from sipdata.decide.models import acl_entry_from_json, acl_entry_to_json
 from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import CacheUnavailable
 from sipdata.settings import Settings
@@ -232,3 +233,21 @@ async def test_registrations_restored_where_redis_lost_them_never_over_live_ones
     assert orjson.loads(await cache.client.get(keys.registration(sip))) == orjson.loads(live)
     online = {m.decode() for m in await cache.client.smembers(keys.TRUNKS_ONLINE)}
     assert online == {pbx, sip}
+
+
+async def test_acl_entries_keep_the_shape_the_previous_release_reads(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """A rolling upgrade runs servers of the previous release against a new warmer:
+    a generation's ACL value stays the bare list of owners they decode (the bench
+    found old servers failing on the {network, owners} shape), and this release reads
+    that shape and the read-through entry's alike."""
+    beat = await warmer(settings, cache, pool).load_once()
+    assert beat
+    raw = await cache.hget(keys.KIND_ACL, beat["generation"], "127.0.0.10/32")
+    assert raw is not None
+    owners = orjson.loads(raw)
+    assert isinstance(owners, list) and owners[0]["id"] == demo_id("trunk:acme-ip")
+    network, trunks = acl_entry_from_json(owners, "127.0.0.10/32")
+    assert network == "127.0.0.10/32" and trunks[0].id == demo_id("trunk:acme-ip")
+    assert acl_entry_from_json(acl_entry_to_json(network, trunks), "ignored") == (network, trunks)
