@@ -19,8 +19,8 @@
         ├── DeadlineExceeded           the answer could not be built in time
         └── Overloaded                 more decisions in flight than the process holds
 
-Library errors (redis, asyncpg) are translated into these in `cache` and
-`store`, the only modules that touch those libraries, so nothing above them
+Library errors (redis, asyncpg) are translated into these in `cache/` and
+`db/`, the only folders that touch those libraries, so nothing above them
 ever has to know which client raised.
 """
 
