@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import getpass
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -159,6 +160,24 @@ def _dead_doc(entry: Entry) -> dict[str, Any]:
     return doc
 
 
+def _entry_id(text: str) -> str:
+    """A stream entry id as `list` prints it (`<ms>-<seq>`), for argparse."""
+    if not re.fullmatch(r"\d{1,20}-\d{1,20}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an entry id like 1764547200000-0")
+    return text
+
+
+def _start(text: str) -> str:
+    """Where `list` starts: "-" (the oldest), an id, or "(ID" (just after it)."""
+    return text if text == "-" else "(" + _entry_id(text.removeprefix("("))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     redis = Cache.from_settings(settings)
     live = LiveState.from_settings(redis, settings)
@@ -187,16 +206,21 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from sipdata.http.server import serve
 
     settings.check_exposure()
-    uvloop.run(
-        serve(
-            create_app(settings),
-            settings.http_host,
-            settings.http_port,
-            keepalive_timeout=settings.keepalive_timeout_s,
-            access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-            reuse_port=args.reuse_port,
+    try:
+        uvloop.run(
+            serve(
+                create_app(settings),
+                settings.http_host,
+                settings.http_port,
+                keepalive_timeout=settings.keepalive_timeout_s,
+                access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+                reuse_port=args.reuse_port,
+            )
         )
-    )
+    except OSError as exc:  # the port is taken, the address is not this host's, ...
+        where = f"{settings.http_host}:{settings.http_port}"
+        print(f"sipdata serve: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -236,11 +260,11 @@ def parser() -> argparse.ArgumentParser:
     )
     dsub = d.add_subparsers(dest="action", required=True)
     dl = dsub.add_parser("list", help="print dead letters as JSON, oldest first")
-    dl.add_argument("--limit", type=int, default=100)
-    dl.add_argument("--after", default="-", help="start after this entry id ('(ID' form ok)")
+    dl.add_argument("--limit", type=_positive, default=100)
+    dl.add_argument("--after", type=_start, default="-", help="start just after this entry id")
     dr = dsub.add_parser("replay", help="send dead letters back to the drainer")
     which = dr.add_mutually_exclusive_group(required=True)
-    which.add_argument("ids", nargs="*", default=[], help="entry ids from `list`")
+    which.add_argument("ids", nargs="*", type=_entry_id, default=[], help="ids from `list`")
     which.add_argument("--all", action="store_true", help="every dead letter")
     sub.add_parser("demo-data", help="load the demo data set")
     h = sub.add_parser("hash-password", help="print a sip_trunks.password_hash value")

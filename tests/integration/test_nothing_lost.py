@@ -266,3 +266,24 @@ async def test_a_poison_report_sent_twice_is_one_dead_letter(draining: Api, cach
         assert (await draining.post("/v1/events/call", report))[0] == 202
         await eventually(settled, "the copy drained")
     assert len(await dead_letters(cache)) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("replay", "abc"),
+        ("replay", "-"),
+        ("replay",),
+        ("list", "--limit", "0"),
+        ("list", "--after", "yesterday"),
+    ],
+    ids=["bad-id", "dash-id", "nothing-to-replay", "zero-limit", "bad-after"],
+)
+def test_dead_letter_commands_refuse_bad_arguments_naming_them(
+    settings: Settings, args: tuple[str, ...]
+) -> None:
+    """A mistyped id or limit is refused by the CLI (exit 2, the argument named), never
+    sent to Redis to come back as a misleading "redis failed"."""
+    result = run(settings, "dead-letters", *args)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr

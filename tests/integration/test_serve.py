@@ -111,3 +111,16 @@ def test_requests_the_server_refuses_get_the_json_error_shape(
     assert ok == 200
     log = served.log.read_text()
     assert "Traceback" not in log and "request refused" in log
+
+
+def test_serve_on_a_port_in_use_says_so_without_a_traceback(settings: Settings) -> None:
+    """An operator starting a second `serve` on the same port gets one line naming the
+    address and the reason, and exit 1, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(settings, "serve", env={"SIPDATA_HTTP_PORT": str(port)})
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
