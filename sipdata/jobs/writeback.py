@@ -286,11 +286,16 @@ class WriteBack:
                     continue
                 except (StoreUnavailable, CacheUnavailable) as exc:
                     self._groups_ready = False  # a restarted Redis may have lost them
+                    # A read whose reply was lost (Redis killed, a timeout) still handed
+                    # its entries to this consumer; ">" never delivers them again, so
+                    # re-read our own pending ones next instead of waiting for the claim.
+                    self._own_pending.update(self.streams)
                     self._failed(
                         "redis" if isinstance(exc, CacheUnavailable) else "database", exc.message
                     )
                     message = exc.message
                 except Exception as exc:
+                    self._own_pending.update(self.streams)
                     log.exception("drain round failed unexpectedly")
                     self._failed("unexpected", repr(exc))
                     message = repr(exc)

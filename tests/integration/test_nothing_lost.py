@@ -5,6 +5,7 @@ and a Redis killed mid-burst, on the real servers with the real drain loop runni
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -287,3 +288,43 @@ def test_dead_letter_commands_refuse_bad_arguments_naming_them(
     result = run(settings, "dead-letters", *args)
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_entries_read_but_never_received_are_drained_after_a_redis_error(
+    settings: Settings, durable_redis: RedisServer, pool: asyncpg.Pool
+) -> None:
+    """A read whose reply is lost (Redis killed mid-read) has still handed its entries to
+    the drainer's consumer, and ">" never delivers them again. After the Redis error the
+    drainer re-reads its own pending entries at once, instead of waiting a minute for the
+    stale-entry claim. (The kill -9 burst test found this at random.)"""
+    settings = replace(settings, redis_url=durable_redis.url, drain_backoff_max_s=0.5)
+    cache = Cache.from_settings(settings)
+    await warmer(settings, cache, pool).load_once()
+    api = await start_api(settings)  # write-back off: the test runs the loop itself
+    loop: asyncio.Task[None] | None = None
+    try:
+        ids = [f"lost-reply-{i}" for i in range(5)]
+        t0 = time.time() - 70
+        for call_id in ids:
+            assert (await api.post("/v1/events/call", call_report(call_id, "end", t0)))[0] == 202
+        writeback = api.writeback
+        await writeback.live.ensure_group(keys.CALL_EVENTS)
+        # The read Redis answered but the drainer never received:
+        await cache.client.xreadgroup(
+            keys.DRAIN_GROUP, writeback.consumer, {keys.CALL_EVENTS: ">"}, count=10
+        )
+        loop = asyncio.create_task(writeback.drain_loop())
+        await asyncio.sleep(0.3)
+        assert await cdr_count(pool, ids[0]) == 0  # ">" delivers nothing: they are ours
+        durable_redis.stop()  # the error that follows a lost reply
+        await asyncio.sleep(0.3)
+        durable_redis.start()
+        for call_id in ids:
+            await eventually(lambda c=call_id: cdr_count(pool, c), call_id, timeout_s=15)
+    finally:
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await api.client.close()
+        await cache.close()
