@@ -74,7 +74,7 @@ async def custom_lookup(request: web.Request) -> web.Response:
 
 async def decide_invite(request: web.Request) -> web.Response:
     p = await _params(request)
-    call_id = params.text(p, "call_id", limit=MAX_CALL_ID) or ""
+    call_id = params.required(p, "call_id", limit=MAX_CALL_ID)
     structlog.contextvars.bind_contextvars(call_id=call_id[:128])
     algorithm = params.text(p, "auth_algorithm", required=False)
     query = InviteQuery(

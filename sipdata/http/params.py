@@ -58,8 +58,8 @@ def text(
     return value
 
 
-def required(params: Mapping[str, Any], name: str) -> str:
-    value = text(params, name)
+def required(params: Mapping[str, Any], name: str, *, limit: int = MAX_TEXT) -> str:
+    value = text(params, name, limit=limit)
     assert value is not None
     return value
 

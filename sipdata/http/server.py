@@ -36,7 +36,10 @@ def refusal(status: int, exc: BaseException | None) -> tuple[int, str, str]:
         return 431, "header_too_large", f"a request header is over {limit} bytes"
     if isinstance(exc, BadHttpMessage):
         return 400, "bad_request", f"malformed HTTP request ({exc.__class__.__name__})"
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
     return status, phrase.lower().replace(" ", "_"), phrase
 
 

@@ -78,18 +78,11 @@ class DrainHealth:
 
     running: bool = False
     last_ok: float = field(default_factory=time.monotonic)
-    failing_since: float | None = None
     last_error: str | None = None
 
     def ok(self) -> None:
         self.last_ok = time.monotonic()
-        self.failing_since = None
         self.last_error = None
-
-    def failed(self, error: str) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-        self.last_error = error
 
     def seconds_since_ok(self) -> float:
         return time.monotonic() - self.last_ok
@@ -284,21 +277,19 @@ class WriteBack:
                     self._failed("group_lost", exc.message)
                     log.warning("consumer group lost, recreating it", error=exc.message)
                     continue
-                except (StoreUnavailable, CacheUnavailable) as exc:
-                    self._groups_ready = False  # a restarted Redis may have lost them
+                except Exception as exc:
                     # A read whose reply was lost (Redis killed, a timeout) still handed
                     # its entries to this consumer; ">" never delivers them again, so
                     # re-read our own pending ones next instead of waiting for the claim.
                     self._own_pending.update(self.streams)
-                    self._failed(
-                        "redis" if isinstance(exc, CacheUnavailable) else "database", exc.message
-                    )
-                    message = exc.message
-                except Exception as exc:
-                    self._own_pending.update(self.streams)
-                    log.exception("drain round failed unexpectedly")
-                    self._failed("unexpected", repr(exc))
-                    message = repr(exc)
+                    if isinstance(exc, StoreUnavailable | CacheUnavailable):
+                        self._groups_ready = False  # a restarted Redis may have lost them
+                        kind = "redis" if isinstance(exc, CacheUnavailable) else "database"
+                        message = exc.message
+                    else:
+                        log.exception("drain round failed unexpectedly")
+                        kind, message = "unexpected", repr(exc)
+                    self._failed(kind, message)
                 else:
                     backoff = 0.0
                     self.health.ok()
@@ -310,7 +301,7 @@ class WriteBack:
             self.health.running = False
 
     def _failed(self, kind: str, message: str) -> None:
-        self.health.failed(message)
+        self.health.last_error = message
         self.metrics.inc(self.metrics.drain_errors, kind)
 
     # -- periodic jobs ---------------------------------------------------------

@@ -84,9 +84,6 @@ class Facts:
         self.trip = trip
         self.metrics = metrics
 
-    def _count(self, kind: str, source: str) -> None:
-        self.metrics.inc(self.metrics.lookups, kind, source)
-
     def _degraded(self) -> None:
         self.metrics.inc(self.metrics.degraded, "redis")
 
@@ -134,9 +131,9 @@ class Facts:
                 return None  # unknown users read through to the database
             cred = remembered
             sources["credential"] = "generation"
-            self._count("cred", "generation")
+            self.lookups.count("cred", "generation")
         sources["acl"] = "generation"
-        self._count("acl", "generation")
+        self.lookups.count("acl", "generation")
         return identify(query, hit, cred, self.settings.realm)
 
     async def _probe(
@@ -178,7 +175,7 @@ class Facts:
             remembered = view.rules.get(org_id)
             if remembered is not MISSING:
                 sources["rules"] = "generation"
-                self._count("rules", "generation")
+                self.lookups.count("rules", "generation")
                 return remembered
         rules, sources["rules"] = await self.lookups.rules(org_id, view)
         if sources["rules"] == "generation" and view.gen is not None:

@@ -107,7 +107,7 @@ class Lookups:
 
     # -- plumbing ------------------------------------------------------------
 
-    def _count(self, kind: str, source: str) -> None:
+    def count(self, kind: str, source: str) -> None:
         self.metrics.inc(self.metrics.lookups, kind, source)
 
     async def _view(self) -> GenerationView:
@@ -138,10 +138,10 @@ class Lookups:
     ) -> tuple[T | None, str]:
         """The read-through step once the generation had no answer."""
         if rt_raw is not None:
-            self._count(kind, "readthrough")
+            self.count(kind, "readthrough")
             return (None if rt_raw == keys.NEGATIVE else decode(rt_raw)), "readthrough"
         value = await load()
-        self._count(kind, "database")
+        self.count(kind, "database")
         await self._remember(kind, key, encode(value) if value is not None else None)
         return value, "database"
 
@@ -189,10 +189,10 @@ class Lookups:
                 view, lambda g: self.cache.hget(POINT_KINDS[kind], g, key)
             )
         if isinstance(gen_raw, bytes):
-            self._count(kind, "generation")
+            self.count(kind, "generation")
             return model.from_json(orjson.loads(gen_raw)), "generation"
         if gen_raw is None and not read_through:
-            self._count(kind, "generation")
+            self.count(kind, "generation")
             return None, "generation"
         return await self._through(
             kind,
@@ -257,7 +257,7 @@ class Lookups:
         if isinstance(hits, Unfetched):
             hits = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_ACL, g, probes))
         if not isinstance(hits, Unfetched):
-            self._count("acl", "generation")
+            self.count("acl", "generation")
             for cidr, raw in zip(probes, hits, strict=False):
                 if raw is not None:
                     return _acl(raw, cidr), "generation"
@@ -282,7 +282,8 @@ class Lookups:
             await self._rt("acl", str(ip), UNFETCHED),
             load=load,
             encode=lambda h: orjson.dumps(acl_entry_to_json(*h)),
-            decode=lambda b: _acl(b, str(ip)),
+            decode=lambda b: acl_entry_from_json(orjson.loads(b), str(ip)),  # not cached:
+            # read-through keys are per address and would crowd out generation entries
         )
 
     async def lcr_entry(
@@ -298,7 +299,7 @@ class Lookups:
         if isinstance(found, Unfetched):
             found = await self._gen_read(view, lambda g: self.cache.hmget(keys.KIND_LCR, g, probes))
         if not isinstance(found, Unfetched):
-            self._count("lcr", "generation")
+            self.count("lcr", "generation")
             for prefix, raw in zip(probes, found, strict=False):
                 if raw is not None:
                     return (prefix, _rows(raw)), "generation"
@@ -326,7 +327,7 @@ class Lookups:
         if isinstance(raw, Unfetched):
             raw = await self._gen_read(view, lambda g: self.cache.hget(keys.KIND_CUSTOM, g, org_id))
         if not isinstance(raw, Unfetched):
-            self._count("rules", "generation")
+            self.count("rules", "generation")
             return (parse_rules_doc(raw) if raw else OrgRules()), "generation"
 
         async def load() -> bytes | None:
