@@ -20,10 +20,12 @@ from sipdata.cache.client import Cache
 from sipdata.cache.live import Entry, LiveState
 from sipdata.db import migrate as migrate_mod
 from sipdata.db import provision
+from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.decide import digest, ratedeck
 from sipdata.errors import ConfigError, ImportFileError, SipdataError
+from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
@@ -89,7 +91,8 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
             return 0
 
         async def forever(pool: Any) -> None:
-            await Warmer(settings, redis, Store(pool), Metrics()).run()
+            warmer = Warmer(settings, redis, Store(pool), Metrics())
+            await Follower(warmer, ChangeLog(pool), Wakeup(settings.database_url)).run()
 
         await _with_pool(settings, forever)
         return 0
@@ -236,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the HTTP service (with the warmer unless disabled)")
     s.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
     w = sub.add_parser("warm", help="one full load database -> Redis")
-    w.add_argument("--loop", action="store_true", help="keep loading every interval")
+    w.add_argument("--loop", action="store_true", help="then follow database changes until stopped")
     for name in ("migrate", "partitions"):
         m = sub.add_parser(
             name,

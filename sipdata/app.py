@@ -10,11 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from sipdata.cache.client import Cache
+from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.db.writes import Records
 from sipdata.http import events, handlers, ops
 from sipdata.http.middleware import make_middleware
+from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
 from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
@@ -24,6 +26,7 @@ from sipdata.serving.health import ReadyCheck
 from sipdata.settings import Settings
 
 WARMER: web.AppKey[Warmer] = web.AppKey("warmer", Warmer)
+FOLLOWER: web.AppKey[Follower] = web.AppKey("follower", Follower)
 WRITEBACK: web.AppKey[WriteBack] = web.AppKey("writeback", WriteBack)
 
 
@@ -56,6 +59,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         records = Records(pool, on_retry=metrics.db_retries.inc)
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
+        app[FOLLOWER] = Follower(app[WARMER], ChangeLog(pool), Wakeup(settings.database_url))
         app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
         checks: list[ReadyCheck] = [app[WRITEBACK].readiness]
         app[ops.READY_CHECKS] = checks if settings.writeback_enabled else []
@@ -70,7 +74,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         service = app[handlers.SERVICE]
         jobs: list[Coroutine[Any, Any, None]] = [service.catalog.run(settings.catalog_refresh_s)]
         if settings.warmer_enabled:
-            jobs.append(app[WARMER].run())
+            jobs.append(app[FOLLOWER].run())
         if settings.writeback_enabled:
             jobs.extend(app[WRITEBACK].loops())
         tasks = [asyncio.create_task(job) for job in jobs]

@@ -55,6 +55,23 @@ class Metrics:
         self.warm_failures = Counter(
             "sipdata_warmer_failures", "Full loads that failed", registry=r
         )
+        self.change_lag = Gauge(
+            "sipdata_change_lag_seconds",
+            "Age of the oldest change the follower applied in its last round (commit to "
+            "Redis; processes see it one catalog refresh later); 0 when none waited",
+            registry=r,
+        )
+        self.changes_applied = Counter(
+            "sipdata_changes_applied", "Captured database changes applied to Redis", registry=r
+        )
+        self.change_entries = Counter(
+            "sipdata_change_entries",
+            "Serving entries rewritten or deleted by the follower's patches",
+            registry=r,
+        )
+        self.follow_errors = Counter(
+            "sipdata_follow_errors", "Follower rounds that failed (retried)", registry=r
+        )
         self.generation = Gauge(
             "sipdata_generation", "Serving generation this process reads", registry=r
         )

@@ -27,13 +27,20 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Digest realm used when a trunk's stored HA1 names none (see docs/api.md).
     realm: str = "sipdata.local"
-    # Warmer: full reload interval; the heartbeat lives three intervals.
-    warm_interval_s: float = 60.0
+    # Warmer: decisions follow captured database changes (jobs/follow.py); a full
+    # reload runs when Redis has no generation, on a deck import, and, if this is
+    # > 0, every warm_interval_s as belt and braces (0: never; the change log
+    # misses nothing, and a full reload of a big deck costs a core for a minute).
+    warm_interval_s: float = 0.0
     warmer_enabled: bool = True
+    # How often the follower looks for changes without a NOTIFY to wake it (the
+    # delivery guarantee; NOTIFY only makes it sooner), and how many it takes at once.
+    change_poll_s: float = 0.5
+    change_batch: int = 5000
     # How long a superseded generation stays readable after a switch; longer
     # than the catalog refresh so no request ever reads a vanished generation.
     generation_grace_s: int = 120
-    catalog_refresh_s: float = 1.0
+    catalog_refresh_s: float = 0.1
     # Read-through cache lifetimes: found rows, and "not found".
     readthrough_ttl_s: int = 30
     negative_ttl_s: int = 5
@@ -110,12 +117,14 @@ class Settings:
             "SIPDATA_REDIS_URL",
             "must be a redis:// URL",
         )
-        _check(self.warm_interval_s > 0, "SIPDATA_WARM_INTERVAL_S", "must be > 0")
+        _check(self.warm_interval_s >= 0, "SIPDATA_WARM_INTERVAL_S", "must be >= 0 (0: never)")
+        _check(self.change_poll_s > 0, "SIPDATA_CHANGE_POLL_S", "must be > 0")
+        _check(self.change_batch >= 1, "SIPDATA_CHANGE_BATCH", "must be >= 1")
         _check(self.catalog_refresh_s > 0, "SIPDATA_CATALOG_REFRESH_S", "must be > 0")
         _check(
-            self.generation_grace_s > self.catalog_refresh_s * 5,
+            self.generation_grace_s >= max(10.0, self.catalog_refresh_s * 5),
             "SIPDATA_GENERATION_GRACE_S",
-            "must be well above SIPDATA_CATALOG_REFRESH_S",
+            "must be >= 10 and well above SIPDATA_CATALOG_REFRESH_S",
         )
         _check(self.readthrough_ttl_s > 0, "SIPDATA_READTHROUGH_TTL_S", "must be > 0")
         _check(self.negative_ttl_s > 0, "SIPDATA_NEGATIVE_TTL_S", "must be > 0")

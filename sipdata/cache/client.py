@@ -72,6 +72,9 @@ class Cache:
         self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
         self.pinned = PinnedConnections(client)
         self.scripts = Scripts(client)
+        # The epoch (keys.EPOCH) this process last saw, set by serving.catalog: the
+        # read-through keys it reads and writes are those of that epoch.
+        self.epoch = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
@@ -107,11 +110,20 @@ class Cache:
             raw = await self.client.get(keys.CURRENT)
         return int(raw) if raw else None
 
-    async def acl_lengths(self, gen: int) -> dict[int, tuple[int, ...]]:
-        """The ACL prefix lengths a generation holds, per IP version (its manifest)."""
+    async def serving_state(self) -> tuple[int | None, int]:
+        """(serving generation or None, epoch) in one read."""
+        async with self.translated("read serving state"):
+            gen, epoch = await self.client.mget([keys.CURRENT, keys.EPOCH])
+        return (int(gen) if gen else None), (int(epoch) if epoch else 0)
+
+    async def manifest(self, gen: int) -> dict[str, Any]:
         async with self.translated("read manifest"):
             raw = await self.client.get(keys.gen_key(keys.KIND_MANIFEST, gen))
-        doc = orjson.loads(raw) if raw else {}
+        return orjson.loads(raw) if raw else {}
+
+    async def acl_lengths(self, gen: int) -> dict[int, tuple[int, ...]]:
+        """The ACL prefix lengths a generation holds, per IP version (its manifest)."""
+        doc = await self.manifest(gen)
         return {
             4: tuple(int(n) for n in doc.get("acl_v4_lengths", ())),
             6: tuple(int(n) for n in doc.get("acl_v6_lengths", ())),
@@ -150,7 +162,7 @@ class Cache:
             pipe.hmget(keys.gen_key(keys.KIND_ACL, gen), list(acl_probes) or ["-"])
             if username is not None:
                 pipe.hget(keys.gen_key(keys.KIND_CRED, gen), username)
-                pipe.get(keys.readthrough("cred", username))
+                pipe.get(keys.readthrough("cred", username, self.epoch))
             out = await pipe.execute()
         cred, cred_rt = (out[2], out[3]) if username is not None else (None, None)
         return IdentityProbe(
@@ -169,12 +181,12 @@ class Cache:
 
     async def get_readthrough(self, kind: str, key: str) -> bytes | None:
         async with self.translated("read-through get"):
-            value: bytes | None = await self.client.get(keys.readthrough(kind, key))
+            value: bytes | None = await self.client.get(keys.readthrough(kind, key, self.epoch))
         return value
 
     async def set_readthrough(self, kind: str, key: str, value: bytes, ttl_s: int) -> None:
         async with self.translated("read-through set"):
-            await self.client.set(keys.readthrough(kind, key), value, ex=ttl_s)
+            await self.client.set(keys.readthrough(kind, key, self.epoch), value, ex=ttl_s)
 
     # -- warmer ----------------------------------------------------------------
 
@@ -217,10 +229,36 @@ class Cache:
     async def switch(self, gen: int, grace_s: int) -> bool:
         async with self.translated("switch generation"):
             done = await self.scripts["switch"](
-                keys=SwitchKeys(keys.CURRENT),
+                keys=SwitchKeys(keys.CURRENT, keys.EPOCH),
                 args=flat(SwitchArgv(gen, grace_s), [SwitchEach(k) for k in keys.GENERATION_KINDS]),
             )
         return bool(done)
+
+    async def patch(
+        self,
+        gen: int | None,
+        sets: Mapping[str, Mapping[str, bytes]],
+        dels: Mapping[str, Sequence[str]],
+        manifest: Mapping[str, Any] | None,
+    ) -> int:
+        """Apply one batch of changes to the serving generation in one MULTI (a decision
+        sees all of it or none) and bump the epoch; returns the new epoch. With no
+        generation (gen None) only the epoch moves, which drops read-through answers."""
+        async with self.translated("patch generation", bulk=True):
+            pipe = self.client.pipeline(transaction=True)
+            if gen is not None:
+                for kind, mapping in sets.items():
+                    items = list(mapping.items())
+                    for i in range(0, len(items), HSET_BATCH):
+                        pipe.hset(keys.gen_key(kind, gen), mapping=dict(items[i : i + HSET_BATCH]))
+                for kind, fields in dels.items():
+                    if fields:
+                        pipe.hdel(keys.gen_key(kind, gen), *fields)
+                if manifest is not None:
+                    pipe.set(keys.gen_key(keys.KIND_MANIFEST, gen), orjson.dumps(manifest))
+            pipe.incr(keys.EPOCH)
+            out = await pipe.execute()
+        return int(out[-1])
 
     async def write_heartbeat(self, doc: Mapping[str, Any], ttl_s: int) -> None:
         async with self.translated("heartbeat"):

@@ -33,8 +33,20 @@ from typing import Final
 
 CURRENT: Final = "routing:current"  # id of the serving generation (no TTL: the warmer owns it)
 SEQUENCE: Final = "routing:seq"  # last generation id handed out (see scripts/next_generation.lua)
-HEARTBEAT: Final = "warmer:heartbeat"  # JSON of the last successful load; TTL 3 intervals
-WARMER_LOCK: Final = "warmer:lock"  # SET NX: one warmer builds at a time across nodes
+# JSON of the last full load, refreshed by the follower every HEARTBEAT_EVERY_S
+# while it keeps up; /ready calls a heartbeat older than HEARTBEAT_STALE_S stale
+# (several missed refreshes, not one slow round) and the key dies after
+# HEARTBEAT_TTL_S, so a node that stopped following leaves no fresh-looking beat.
+HEARTBEAT: Final = "warmer:heartbeat"
+HEARTBEAT_EVERY_S: Final = 5.0
+HEARTBEAT_STALE_S: Final = 30.0
+HEARTBEAT_TTL_S: Final = 60
+WARMER_LOCK: Final = "warmer:lock"  # SET NX: one warmer builds or patches at a time across nodes
+# Bumped (INCR, no TTL) by every patch the follower applies to the serving
+# generation and by every switch: each process polls it with the generation id
+# and drops what it memoised, and read-through keys carry it, so a change
+# orphans every cached database answer at once (they expire on their TTLs).
+EPOCH: Final = "routing:epoch"
 
 # A build is given this long before its half-written hashes expire on their own.
 BUILD_TTL_S: Final = 900
@@ -47,6 +59,9 @@ KIND_DID: Final = "did:g"  # canonical number -> Did
 KIND_LCR: Final = "route:lcr:g"  # prefix -> [rate row]
 KIND_CUSTOM: Final = "route:custom:g"  # org id -> {"rules": [...], "targets": {id: Trunk}}
 KIND_CARRIER: Final = "carriers:g"  # carrier org id -> Carrier with gateways
+# trunk id -> {"user": digest username or null, "nets": [CIDR]}: what a trunk
+# put into the generation, so a change to it finds the entries to rewrite.
+KIND_TRUNK: Final = "trunks:g"
 
 GENERATION_KINDS: Final = (
     KIND_MANIFEST,
@@ -56,6 +71,7 @@ GENERATION_KINDS: Final = (
     KIND_LCR,
     KIND_CUSTOM,
     KIND_CARRIER,
+    KIND_TRUNK,
 )
 
 
@@ -81,9 +97,10 @@ def registration_gone(trunk_id: str) -> str:
     return f"registration:{trunk_id}:gone"
 
 
-def readthrough(kind: str, key: str) -> str:
-    """A database answer cached after a miss: `rt:{kind}:{key}`, TTL from Settings."""
-    return f"rt:{kind}:{key}"
+def readthrough(kind: str, key: str, epoch: int) -> str:
+    """A database answer cached after a miss: `rt:{epoch}:{kind}:{key}`, TTL from
+    Settings; a new EPOCH leaves every older answer unread."""
+    return f"rt:{epoch}:{kind}:{key}"
 
 
 # Call reports from Kamailio, appended once validated: an entry here is a

@@ -81,7 +81,7 @@ class OneTrip:
             keys.CURRENT,
             keys.gen_key(keys.KIND_LCR, gen),
             keys.gen_key(keys.KIND_DID, gen),
-            keys.readthrough("did", number),
+            keys.readthrough("did", number, self.cache.epoch),
             *admit_keys,
         )
         async with self.cache.translated("decide"):

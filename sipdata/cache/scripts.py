@@ -70,6 +70,7 @@ class NextGenerationArgv(NamedTuple):
 
 class SwitchKeys(NamedTuple):
     current: str
+    epoch: str
 
 
 class SwitchArgv(NamedTuple):

@@ -14,19 +14,27 @@ from sipdata.db.pool import Conn, translated
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 2
-# What takes a database at version N-1 to N; schema.sql itself is always the
+SCHEMA_VERSION = 3
+
+
+def _resource(name: str) -> str:
+    return resources.files("sipdata").joinpath(name).read_text()
+
+
+# What takes a database at version N-1 to N; schema_sql() itself is always the
 # newest version, for a new database.
 UPGRADES = {
     2: """ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS call_id VARCHAR(255);
           ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS cseq BIGINT;""",
+    3: _resource("changes.sql"),
 }
 # Partitioned tables of the seed and their partition columns.
 PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages": "created_at"}
 
 
 def schema_sql() -> str:
-    return resources.files("sipdata").joinpath("schema.sql").read_text()
+    """The seed's tables, then the change capture decisions follow (changes.sql)."""
+    return _resource("schema.sql") + "\n" + _resource("changes.sql")
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,14 @@ async def import_rates(
 
     async def work(conn: Conn) -> ImportResult:
         carrier_id = await resolve_carrier(conn, carrier)
+        # One change row for the deck instead of one per rate row (changes.sql): the
+        # follower then builds a new generation, so no decision sees half a deck.
+        await conn.execute("SET LOCAL sipdata.capture = 'off'")
+        await conn.execute(
+            "INSERT INTO sipdata_changes (table_name, op, new_keys) "
+            "VALUES ('lcr_rates', 'B', jsonb_build_object('carrier_id', $1::text))",
+            carrier_id,
+        )
         # unnest() batches instead of COPY into a temp table: the same statement runs
         # on CockroachDB, where temporary tables are still experimental.
         for start in range(0, len(rows), IMPORT_BATCH):

@@ -102,7 +102,8 @@ def _group(rows: Iterable[asyncpg.Record], key: str) -> dict[str, list[asyncpg.R
     return out
 
 
-def _credential(row: asyncpg.Record, trunk: Trunk) -> Credential | None:
+def credential_of(row: asyncpg.Record, trunk: Trunk) -> Credential | None:
+    """A trunk row's digest credential, None for IP trunks and unusable hashes."""
     if trunk.auth_type != "digest":
         return None
     stored = digest.parse(row["password_hash"])
@@ -204,7 +205,7 @@ class Store:
     async def credential(self, username: str) -> Credential | None:
         async with translated("read credential"), self.pool.acquire() as conn:
             found = await self._trunk_rows(conn, "WHERE t.username = $1", username)
-        return _credential(*found[0]) if found else None
+        return credential_of(*found[0]) if found else None
 
     async def did(self, number: str) -> Did | None:
         async with translated("read DID"), self.pool.acquire() as conn:
@@ -248,7 +249,7 @@ class Store:
             pairs = await self._trunk_rows(conn, "")
             trunk_list = [t for _, t in pairs]
             trunks = {t.id: t for t in trunk_list}
-            creds = {c.username: c for c in (_credential(r, t) for r, t in pairs) if c}
+            creds = {c.username: c for c in (credential_of(r, t) for r, t in pairs) if c}
             dids = {
                 r["number"]: _did(r, trunks.get(r["trunk_id"]) if r["trunk_id"] else None)
                 for r in await conn.fetch(_DID_SQL)
@@ -262,6 +263,72 @@ class Store:
             )
 
         return await in_transaction(self.pool, read, isolation="repeatable_read", readonly=True)
+
+    # -- what a captured change needs re-read (jobs/follow.py) ---------------------
+
+    async def changed_trunks(
+        self, ids: Iterable[str], orgs: Iterable[str]
+    ) -> list[tuple[asyncpg.Record, Trunk]]:
+        """The trunks named, and every trunk of the orgs named, as they are now."""
+        async with translated("read changed trunks"), self.pool.acquire() as conn:
+            return await self._trunk_rows(
+                conn,
+                "WHERE t.id = ANY($1::uuid[]) OR t.org_id = ANY($2::uuid[])",
+                [i for i in ids if is_uuid(i)],
+                [o for o in orgs if is_uuid(o)],
+            )
+
+    async def changed_dids(
+        self, numbers: Iterable[str], trunk_ids: Iterable[str]
+    ) -> dict[str, Did]:
+        """The DIDs named, and those of the trunks named, with their trunks as they are now."""
+        async with translated("read changed DIDs"), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"{_DID_SQL} WHERE number = ANY($1::varchar[]) OR trunk_id = ANY($2::uuid[])",
+                list(numbers),
+                [t for t in trunk_ids if is_uuid(t)],
+            )
+            wanted = [r["trunk_id"] for r in rows if r["trunk_id"]]
+            trunks = {
+                t.id: t for t in await self._trunks(conn, "WHERE t.id = ANY($1::uuid[])", wanted)
+            }
+        return {r["number"]: _did(r, trunks.get(r["trunk_id"])) for r in rows}
+
+    async def changed_rules(
+        self, orgs: Iterable[str], targets: Iterable[str]
+    ) -> tuple[set[str], list[dict[str, Any]], dict[str, Trunk]]:
+        """(orgs, their enabled rule rows, the trunks those rules send to) for the orgs
+        named and every org with a rule sending to one of the trunks named."""
+        async with translated("read changed rules"), self.pool.acquire() as conn:
+            found = await conn.fetch(
+                "SELECT DISTINCT org_id::text AS org_id FROM routing_rules "
+                "WHERE action = 'trunk' AND destination = ANY($1::varchar[])",
+                list(targets),
+            )
+            wanted = {o for o in orgs if is_uuid(o)} | {r["org_id"] for r in found}
+            rows = [
+                dict(r)
+                for r in await conn.fetch(f"{_RULE_SQL} AND org_id = ANY($1::uuid[])", list(wanted))
+            ]
+            ids = {str(r["destination"]) for r in rows if r["action"] == "trunk"}
+            trunks = await self._trunks(
+                conn, "WHERE t.id = ANY($1::uuid[])", [i for i in ids if is_uuid(i)]
+            )
+        return wanted, rows, {t.id: t for t in trunks}
+
+    async def rates_under(
+        self, ancestors: Iterable[str], roots: Iterable[str], today: dt.date
+    ) -> list[RateRow]:
+        """Rows at the prefixes named and at every prefix under a root (index range reads)."""
+        async with translated("read changed rates"), self.pool.acquire() as conn:
+            rows = list(
+                await conn.fetch(
+                    f"{_RATE_SQL} AND prefix = ANY($2::varchar[])", today, list(ancestors)
+                )
+            )
+            for root in roots:
+                rows += await conn.fetch(f"{_RATE_SQL} AND prefix LIKE $2", today, f"{root}%")
+        return [_rate(r) for r in rows]
 
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:
         """Live registrations from the database (when Redis cannot say)."""

@@ -14,7 +14,7 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,10 @@ from sipdata.metrics import Metrics
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# A generation the follower can patch (it has keys.KIND_TRUNK); an older one is
+# replaced by a full load when the follower starts.
+MANIFEST_FORMAT = 2
 
 # Test seam: awaited between writing the new generation and switching to it.
 BeforeSwitch = Callable[[int], Awaitable[None]]
@@ -61,28 +65,12 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
             acl_index[str(net)].append(trunk)
             lengths[net.version].add(net.prefixlen)
 
+    users = {c.trunk.id: c.username for c in snap.credentials.values()}
     compiled = lcr.compile_deck(snap.rates, today)
     rate_rows = len(snap.rates)
     snap.rates.clear()  # the compiled deck holds what is needed; halves the peak
 
-    by_org: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    invalid: list[dict[str, str]] = []
-    for row in snap.rules:
-        try:
-            parse_rule(row)
-        except RuleError as exc:
-            invalid.append({"rule_id": str(row["id"]), "why": str(exc)})
-            log.warning("rule_invalid", rule_id=str(row["id"]), why=str(exc))
-            continue
-        by_org[row["org_id"]].append(row)
-    custom: dict[str, bytes] = {}
-    for org_id, rows in by_org.items():
-        targets = {
-            str(r["destination"]): snap.trunks[str(r["destination"])]
-            for r in rows
-            if r["action"] == "trunk" and str(r["destination"]) in snap.trunks
-        }
-        custom[org_id] = _dump(OrgRules.to_json(rows, targets))
+    custom, invalid = rules_by_org(snap.rules, snap.trunks)
 
     hashes = {
         keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
@@ -94,8 +82,12 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         keys.KIND_LCR: _drain_dump(compiled),
         keys.KIND_CUSTOM: custom,
         keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
+        keys.KIND_TRUNK: {
+            t.id: trunk_index_entry(t, users.get(t.id)) for t in snap.trunks.values()
+        },
     }
     manifest = {
+        "format": MANIFEST_FORMAT,
         "compiled_for": today.isoformat(),
         "acl_v4_lengths": sorted(lengths[4], reverse=True),
         "acl_v6_lengths": sorted(lengths[6], reverse=True),
@@ -104,6 +96,38 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         "invalid_rules": invalid,
     }
     return Payload(hashes, manifest)
+
+
+def rules_by_org(
+    rows: Iterable[dict[str, Any]], trunks: Mapping[str, Trunk]
+) -> tuple[dict[str, bytes], list[dict[str, str]]]:
+    """Each org's stored rules (orgs without a valid rule have none), and the rules
+    left out because they would not compile, with why."""
+    by_org: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    invalid: list[dict[str, str]] = []
+    for row in rows:
+        try:
+            parse_rule(row)
+        except RuleError as exc:
+            invalid.append({"rule_id": str(row["id"]), "why": str(exc)})
+            log.warning("rule_invalid", rule_id=str(row["id"]), why=str(exc))
+            continue
+        by_org[row["org_id"]].append(row)
+    custom: dict[str, bytes] = {}
+    for org_id, org_rows in by_org.items():
+        targets = {
+            str(r["destination"]): trunks[str(r["destination"])]
+            for r in org_rows
+            if r["action"] == "trunk" and str(r["destination"]) in trunks
+        }
+        custom[org_id] = _dump(OrgRules.to_json(org_rows, targets))
+    return custom, invalid
+
+
+def trunk_index_entry(trunk: Trunk, username: str | None) -> bytes:
+    """keys.KIND_TRUNK's value: the credential and ACL fields a trunk owns."""
+    nets = list(trunk.networks) if trunk.auth_type == "ip" else []
+    return _dump({"user": username, "nets": nets})
 
 
 def _drain_dump(compiled: dict[str, list[lcr.RateRow]]) -> dict[str, bytes]:
@@ -137,6 +161,16 @@ class Warmer:
         if not await self.cache.acquire_lock(self.owner, keys.BUILD_TTL_S):
             log.info("warm_skipped_locked")
             return None
+        try:
+            return await self.load_locked()
+        finally:
+            try:
+                await self.cache.release_lock(self.owner)
+            except SipdataError:
+                log.warning("warm_lock_not_released")
+
+    async def load_locked(self) -> dict[str, Any]:
+        """One full load by the holder of the warmer lock."""
         started = time.monotonic()
         try:
             now = dt.datetime.now(dt.UTC)
@@ -170,7 +204,7 @@ class Warmer:
                 "counts": manifest["counts"],
                 "registrations_restored": restored,
             }
-            await self.cache.write_heartbeat(beat, int(self.settings.warm_interval_s * 3) + 5)
+            await self.cache.write_heartbeat(beat, keys.HEARTBEAT_TTL_S)
             self.metrics.warm_last_success.set(beat["at"])
             self.metrics.warm_duration.set(duration)
             log.info("warm_done", **beat)
@@ -178,23 +212,3 @@ class Warmer:
         except Exception:
             self.metrics.warm_failures.inc()
             raise
-        finally:
-            try:
-                await self.cache.release_lock(self.owner)
-            except SipdataError:
-                log.warning("warm_lock_not_released")
-
-    async def run(self) -> None:
-        """Load now and every interval; a failure is logged and retried sooner."""
-        delay = 0.0
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await self.load_once()
-                delay = self.settings.warm_interval_s
-            except SipdataError as exc:
-                log.warning("warm_failed", error=exc.message)
-                delay = min(5.0, self.settings.warm_interval_s)
-            except Exception:
-                log.exception("warm_crashed")
-                delay = min(5.0, self.settings.warm_interval_s)

@@ -1,8 +1,10 @@
-"""The process-local view of the serving generation: its id, ACL prefix lengths, carriers.
+"""The process-local view of the serving generation: its id, epoch, ACL prefix lengths, carriers.
 
 Refreshed in the background, so a request computes its probe keys without
 asking Redis first; a superseded generation stays readable for
-`generation_grace_s`, far longer than one refresh interval.
+`generation_grace_s`, far longer than one refresh interval. A changed epoch
+(the follower patched the generation in place) replaces the view too, with
+empty memos: freshness is one refresh interval after the patch.
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ class Memo(Generic[K, V]):
 @dataclass(frozen=True, slots=True)
 class GenerationView:
     """What this process knows of the serving generation: its id (None: Redis has
-    none, so every read goes to the database), the ACL prefix lengths to probe, the
-    carriers, and the memo of answers read from it."""
+    none, so every read goes to the database) and epoch, the ACL prefix lengths to
+    probe, the carriers, and the memo of answers read from it at that epoch."""
 
     gen: int | None = None
+    epoch: int = 0
     acl_lengths: dict[int, tuple[int, ...]] = field(default_factory=dict)
     carriers: dict[str, Carrier] = field(default_factory=dict)
     acl: Memo[IPAddress, AclHit | None] = field(default_factory=Memo, compare=False, repr=False)
@@ -91,23 +94,28 @@ class Catalog:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> GenerationView:
-        """Adopt the current generation if it changed; keep the old view on errors."""
+        """Adopt the current generation and epoch if either changed; keep the old view
+        on errors."""
         async with self._lock:
-            gen = await self.cache.current_generation()
-            if gen == self.view.gen:
+            gen, epoch = await self.cache.serving_state()
+            if gen == self.view.gen and epoch == self.view.epoch:
                 return self.view
             if gen is None:
-                self.view = GenerationView()
+                view = GenerationView(epoch=epoch)
             else:
                 lengths = await self.cache.acl_lengths(gen)
                 carriers = await self.cache.hash_all(keys.KIND_CARRIER, gen)
-                self.view = GenerationView(
+                view = GenerationView(
                     gen=gen,
+                    epoch=epoch,
                     acl_lengths=lengths,
                     carriers={k: Carrier.from_json(orjson.loads(v)) for k, v in carriers.items()},
                 )
+            if gen != self.view.gen:
+                log.info("catalog_switched", generation=gen, epoch=epoch)
+            self.view = view
+            self.cache.epoch = epoch
             self.metrics.generation.set(gen or 0)
-            log.info("catalog_switched", generation=gen)
             return self.view
 
     async def run(self, interval_s: float) -> None:

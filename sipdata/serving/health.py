@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from sipdata.cache import keys
 from sipdata.errors import SipdataError
 from sipdata.serving.decision import Service
 
@@ -29,7 +30,7 @@ async def readiness(
         else:
             age = time.time() - at
             detail["warmer_age_s"] = round(age, 1)
-            if age > service.settings.warm_interval_s * 3:
+            if age > keys.HEARTBEAT_STALE_S:
                 reasons.append(f"warmer heartbeat is {age:.0f}s old")
         if detail["generation"] is None:
             reasons.append("no serving generation in redis")

@@ -50,6 +50,7 @@ TABLES = [
     "users",
     "organization_settings",
     "organizations",
+    "sipdata_changes",
 ]
 
 

@@ -101,8 +101,8 @@ def test_partition_names_roll_over_the_year() -> None:
 
 
 async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
-    """A database migrated before the registration ordering columns gets migration 2,
-    recorded, and a second run applies nothing."""
+    """A database migrated before the registration ordering columns and the change
+    capture gets migrations 2 and 3, recorded, and a second run applies nothing."""
     admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
     name = "sipdata_upgrade_test"
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -112,17 +112,22 @@ async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
         await migrate.migrate(conn, dt.date.today())
         await conn.execute(
             "ALTER TABLE trunk_registrations DROP COLUMN call_id, DROP COLUMN cseq;"
+            "DROP FUNCTION sipdata_capture() CASCADE; DROP TABLE sipdata_changes;"
             "TRUNCATE schema_migrations; INSERT INTO schema_migrations (version, checksum) "
             "VALUES (1, 'v1')"
         )
         result = await migrate.migrate(conn, dt.date.today())
-        assert (result.applied, result.version) == (True, 2)
+        assert (result.applied, result.version) == (True, 3)
         columns = await conn.fetch(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'trunk_registrations' AND column_name IN ('call_id', 'cseq')"
         )
         assert len(columns) == 2
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 2
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 3
+        triggers = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'sipdata_capture'"
+        )
+        assert triggers == 7
         again = await migrate.migrate(conn, dt.date.today())
         assert again.applied is False
     finally:

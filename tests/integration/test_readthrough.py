@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.provision import demo_id
 from sipdata.decide import digest
@@ -62,7 +63,8 @@ async def test_not_found_is_cached_briefly(
     assert first["found"] is False and first["source"] == "database"
     _, second = await api.get("/v1/credentials", username="newbie")
     assert second["found"] is False and second["source"] == "readthrough"
-    ttl = await api.service.cache.client.ttl("rt:cred:newbie")
+    cache = api.service.cache
+    ttl = await cache.client.ttl(keys.readthrough("cred", "newbie", cache.epoch))
     assert 0 < ttl <= settings.negative_ttl_s
 
 

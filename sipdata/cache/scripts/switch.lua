@@ -1,9 +1,10 @@
 -- Switch the serving generation, atomically with the expiry bookkeeping.
+-- Bumps the epoch (keys.EPOCH), so memos and read-through answers are dropped.
 -- Refuses to go backwards, so a slow warmer can never replace a newer load.
--- KEYS: current
+-- KEYS: current, epoch
 -- ARGV: generation, grace_s, then per hash kind: kind_prefix
 -- Returns 1 if switched, 0 if a newer generation serves already.
-local current = KEYS[1]
+local current, epoch = KEYS[1], KEYS[2]
 local generation, grace_s = ARGV[1], ARGV[2]
 local cur = tonumber(redis.call('GET', current) or '0')
 local new = tonumber(generation)
@@ -13,4 +14,5 @@ for i = 3, #ARGV do
   if cur > 0 then redis.call('EXPIRE', ARGV[i] .. cur, grace_s) end
 end
 redis.call('SET', current, new)
+redis.call('INCR', epoch)
 return 1

@@ -1,0 +1,103 @@
+"""The change log the capture triggers write (changes.sql): read pending rows, drop applied ones.
+
+The log is a queue, not a stream read from a high-water mark: a row becomes
+visible when its transaction commits, whatever its id, so "every row still in
+the table" is exactly "every committed change not yet applied", with no gap
+left by a transaction that took a lower id and committed later. NOTIFY
+(PostgreSQL only) wakes the follower at once; the periodic poll is what
+guarantees delivery, so a lost notification only delays a change by one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from sipdata.db.pool import translated
+from sipdata.decide.changes import Change
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "sipdata_changes"
+
+
+def _keys(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    doc = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    return doc if isinstance(doc, dict) else None
+
+
+class ChangeLog:
+    """sipdata_changes as the follower reads it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def pending(self, limit: int) -> list[Change]:
+        """The oldest committed changes not yet applied."""
+        async with translated("read changes"), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, table_name, op, old_keys::text AS old, new_keys::text AS new, "
+                "EXTRACT(EPOCH FROM created_at)::float8 AS at "
+                "FROM sipdata_changes ORDER BY id LIMIT $1",
+                limit,
+            )
+        return [
+            Change(r["id"], r["table_name"], r["op"], _keys(r["old"]), _keys(r["new"]), r["at"])
+            for r in rows
+        ]
+
+    async def done(self, ids: Sequence[int]) -> None:
+        """Forget applied changes (after Redis holds them: a crash before re-applies)."""
+        if not ids:
+            return
+        async with translated("drop applied changes"), self.pool.acquire() as conn:
+            await conn.execute("DELETE FROM sipdata_changes WHERE id = ANY($1::bigint[])", ids)
+
+    async def lag_seconds(self) -> float:
+        """Age of the oldest change not yet applied (0 when none waits)."""
+        async with translated("read change lag"), self.pool.acquire() as conn:
+            age = await conn.fetchval(
+                "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM sipdata_changes"
+            )
+        return float(age or 0.0)
+
+
+class Wakeup:
+    """A LISTEN connection that sets `event` on every notification of CHANNEL.
+
+    Best effort by design: without it (CockroachDB, a dropped connection, a
+    notification lost) the follower's poll still carries every change.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.event = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    def _notified(self, *_: object) -> None:
+        self.event.set()
+
+    async def ensure(self) -> None:
+        """(Re)connect and LISTEN if not listening; failures only log."""
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        try:
+            self._conn = await asyncpg.connect(self.dsn, timeout=2.0)
+            await self._conn.add_listener(CHANNEL, self._notified)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            self._conn = None
+            log.info("change_wakeup_unavailable", error=str(exc))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None

@@ -1,0 +1,155 @@
+"""The follower: captured database changes -> the serving generation, entry by entry.
+
+Each round takes the pending changes (db/changes.py), plans which serving
+entries they touch (decide/changes.py), derives those from the database
+(jobs/derive.py) and writes them into the serving generation in one MULTI
+with the epoch bump (cache.patch), then deletes the changes. A deck import, or
+more changed prefixes than patching suits, builds a new generation instead
+(all or nothing). Runs under the warmer's lock, so one node applies at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+
+import structlog
+
+from sipdata.cache import keys
+from sipdata.db.changes import ChangeLog, Wakeup
+from sipdata.decide.changes import plan
+from sipdata.errors import SipdataError
+from sipdata.jobs.derive import Deriver, TooLarge
+from sipdata.jobs.warmer import MANIFEST_FORMAT, Warmer
+
+log = structlog.get_logger(__name__)
+
+
+class Follower:
+    """Applies the change log to Redis for as long as serve runs (one node at a time)."""
+
+    def __init__(self, warmer: Warmer, changes: ChangeLog, wakeup: Wakeup | None = None) -> None:
+        self.settings = warmer.settings
+        self.cache = warmer.cache
+        self.metrics = warmer.metrics
+        self.warmer = warmer
+        self.changes = changes
+        self.deriver = Deriver(warmer.cache, warmer.store)
+        self.wakeup = wakeup
+        self.last_full = 0.0  # monotonic time of this node's last full load
+        self.held_lock = False  # whether the last round was this node's to run
+        self._beat_at = 0.0
+
+    async def _full_due(self) -> bool:
+        """A full load is needed: no generation, one the follower cannot patch, or the
+        optional belt-and-braces interval has passed."""
+        gen = await self.cache.current_generation()
+        if gen is None:
+            return True
+        if (await self.cache.manifest(gen)).get("format") != MANIFEST_FORMAT:
+            return True
+        interval = self.settings.warm_interval_s
+        return interval > 0 and time.monotonic() - self.last_full >= interval
+
+    async def _full_load(self) -> None:
+        await self.warmer.load_locked()
+        self.last_full = time.monotonic()
+
+    async def step(self) -> int:
+        """One round under the warmer lock: a full load if due, then the pending
+        changes; returns how many changes were applied (0 also when locked out)."""
+        self.held_lock = await self.cache.acquire_lock(self.warmer.owner, keys.BUILD_TTL_S)
+        if not self.held_lock:
+            return 0
+        try:
+            if await self._full_due():
+                await self._full_load()
+            return await self._apply_pending()
+        finally:
+            try:
+                await self.cache.release_lock(self.warmer.owner)
+            except SipdataError:
+                log.warning("follow_lock_not_released")
+
+    async def _apply_pending(self) -> int:
+        batch = await self.changes.pending(self.settings.change_batch)
+        if not batch:
+            self.metrics.change_lag.set(0)
+            return 0
+        started = time.monotonic()
+        todo = plan(batch)
+        gen = await self.cache.current_generation()
+        if todo.rebuild and gen is not None:
+            await self._full_load()
+        elif gen is None or todo.empty:
+            await self.cache.patch(None, {}, {}, None)  # drops read-through answers
+        else:
+            today = dt.datetime.now(dt.UTC).date()
+            try:
+                patch = await self.deriver.patch(todo, gen, today)
+            except TooLarge as exc:
+                log.info("follow_rebuilds", why=str(exc))
+                await self._full_load()
+            else:
+                sets, dels = patch.split()
+                await self.cache.patch(gen, sets, dels, patch.manifest)
+                self.metrics.change_entries.inc(patch.size())
+        await self.changes.done([c.id for c in batch])
+        oldest = min(c.created_at for c in batch)
+        self.metrics.change_lag.set(max(0.0, time.time() - oldest))
+        self.metrics.changes_applied.inc(len(batch))
+        log.info(
+            "changes_applied",
+            changes=len(batch),
+            rebuild=todo.rebuild,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return len(batch)
+
+    async def _heartbeat(self) -> None:
+        """Keep the last load's heartbeat fresh while this node keeps up (a node that
+        only waits for another's lock says nothing of whether changes flow)."""
+        if not self.held_lock or time.monotonic() - self._beat_at < keys.HEARTBEAT_EVERY_S:
+            return
+        beat = await self.cache.heartbeat() or {}
+        beat["at"] = time.time()
+        await self.cache.write_heartbeat(beat, keys.HEARTBEAT_TTL_S)
+        self._beat_at = time.monotonic()
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep `delay`, or less if a NOTIFY comes first."""
+        if self.wakeup is None:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self.wakeup.event.wait()
+        self.wakeup.event.clear()
+
+    async def run(self) -> None:
+        """Follow until cancelled; an error is logged, counted and retried."""
+        delay = 0.0
+        try:
+            while True:
+                await self._wait(delay)
+                if self.wakeup is not None:
+                    await self.wakeup.ensure()
+                try:
+                    applied = await self.step()
+                    await self._heartbeat()
+                    # A full batch means more wait: go again at once.
+                    full = applied >= self.settings.change_batch
+                    delay = 0.0 if full else self.settings.change_poll_s
+                except SipdataError as exc:
+                    self.metrics.follow_errors.inc()
+                    log.warning("follow_failed", error=exc.message)
+                    delay = max(self.settings.change_poll_s, 1.0)
+                except Exception:
+                    self.metrics.follow_errors.inc()
+                    log.exception("follow_crashed")
+                    delay = max(self.settings.change_poll_s, 1.0)
+        finally:
+            if self.wakeup is not None:
+                await self.wakeup.close()
