@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from sipdata.db.pool import create_pool
-from sipdata.db.reads import Store
+from sipdata.db.reads import RateGroups, Store
 from sipdata.decide import lcr
 from sipdata.settings import Settings
 
@@ -45,7 +45,13 @@ async def export(settings: Settings, out: Path) -> dict[str, int]:
     today = dt.datetime.now(dt.UTC).date()
     pool = await create_pool(settings, min_size=0)
     try:
-        snap = await Store(pool).snapshot(today, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+
+        async def deck(groups: RateGroups) -> dict[str, list[lcr.RateRow]]:
+            return dict(lcr.compile_sorted([g async for g in groups], today))
+
+        snap, compiled = await Store(pool).snapshot(
+            today, dt.datetime.now(dt.UTC).replace(tzinfo=None), deck
+        )
     finally:
         await pool.close()
     shutil.rmtree(out, ignore_errors=True)
@@ -100,7 +106,7 @@ async def export(settings: Settings, out: Path) -> dict[str, int]:
             )
         )
     rules, targets = [], []
-    for prefix, entry in lcr.compile_deck(snap.rates, today).items():
+    for prefix, entry in compiled.items():
         rule_id = len(rules) + 1
         rules.append((rule_id, 1, prefix, None, None, None, 1, 1))
         rank = 0

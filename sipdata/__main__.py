@@ -24,7 +24,7 @@ from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.decide import digest, ratedeck
-from sipdata.errors import ConfigError, ImportFileError, SipdataError
+from sipdata.errors import ConfigError, ImportFileError, SipdataError, WarmFailed
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
 from sipdata.logs import configure
@@ -83,7 +83,12 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
     try:
 
         async def work(pool: Any) -> Any:
-            return await Warmer(settings, redis, Store(pool), Metrics()).load_once()
+            warmer = Warmer(settings, redis, Store(pool), Metrics(), owner=args.holding_lock)
+            if args.holding_lock is None:
+                return await warmer.load_once()
+            if not await redis.holds_lock(args.holding_lock):
+                raise WarmFailed("--holding-lock: the warmer lock is not held by that owner")
+            return await warmer.load_locked()
 
         if not args.loop:
             beat = await _with_pool(settings, work)
@@ -131,7 +136,11 @@ async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
         try:
 
             async def warm(pool: Any) -> Any:
-                return await Warmer(settings, redis, Store(pool), Metrics()).load_once()
+                # The import queued one deck change; apply it (and anything else
+                # pending) now. A follower of a running serve may have taken it first.
+                warmer = Warmer(settings, redis, Store(pool), Metrics())
+                applied = await Follower(warmer, ChangeLog(pool)).step()
+                return {"changes_applied": applied, "heartbeat": await redis.heartbeat()}
 
             out["warm"] = await _with_pool(settings, warm)
         finally:
@@ -240,6 +249,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
     w = sub.add_parser("warm", help="one full load database -> Redis")
     w.add_argument("--loop", action="store_true", help="then follow database changes until stopped")
+    # serve's follower runs its full loads as `warm --holding-lock OWNER` (jobs/warmer.py).
+    w.add_argument("--holding-lock", metavar="OWNER", help=argparse.SUPPRESS)
     for name in ("migrate", "partitions"):
         m = sub.add_parser(
             name,
@@ -255,7 +266,10 @@ def parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="also delete the carrier's rows not in the file"
     )
     i.add_argument(
-        "--no-warm", dest="warm", action="store_false", help="do not reload Redis after the import"
+        "--no-warm",
+        dest="warm",
+        action="store_false",
+        help="leave the deck to a running follower instead of applying it to Redis now",
     )
     d = sub.add_parser(
         "dead-letters",

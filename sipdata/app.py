@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -17,7 +18,7 @@ from sipdata.db.writes import Records
 from sipdata.http import events, handlers, ops
 from sipdata.http.middleware import make_middleware
 from sipdata.jobs.follow import Follower
-from sipdata.jobs.warmer import Warmer
+from sipdata.jobs.warmer import Warmer, load_in_child
 from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
 from sipdata.serving.callbacks import Reports
@@ -59,7 +60,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         records = Records(pool, on_retry=metrics.db_retries.inc)
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
-        app[FOLLOWER] = Follower(app[WARMER], ChangeLog(pool), Wakeup(settings.database_url))
+        app[FOLLOWER] = Follower(
+            app[WARMER],
+            ChangeLog(pool),
+            Wakeup(settings.database_url),
+            functools.partial(load_in_child, settings),
+        )
         app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
         checks: list[ReadyCheck] = [app[WRITEBACK].readiness]
         app[ops.READY_CHECKS] = checks if settings.writeback_enabled else []

@@ -121,3 +121,10 @@ class Overloaded(Unavailable):
     """More decisions in flight than the process may hold: answered 503 at once."""
 
     code = "overloaded"
+
+
+class WarmFailed(Unavailable):
+    """A full load did not finish (its child process failed, or the warmer lock was
+    lost under it): the previous generation keeps serving, the follower retries."""
+
+    code = "warm_failed"

@@ -194,6 +194,10 @@ class Cache:
         async with self.translated("warmer lock"):
             return bool(await self.client.set(keys.WARMER_LOCK, owner, nx=True, ex=ttl_s))
 
+    async def holds_lock(self, owner: str) -> bool:
+        async with self.translated("warmer lock check"):
+            return bool(await self.client.get(keys.WARMER_LOCK) == owner.encode())
+
     async def release_lock(self, owner: str) -> None:
         async with self.translated("warmer unlock"):
             if await self.client.get(keys.WARMER_LOCK) == owner.encode():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -25,6 +25,7 @@ from sipdata.decide.models import (
 from sipdata.decide.routes import trunk_address
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # -- trunks -------------------------------------------------------------------
 
@@ -158,15 +159,32 @@ _REG_SQL = """SELECT trunk_id::text AS trunk_id, contact, received, user_agent, 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One consistent read of everything the serving store holds."""
+    """One consistent read of everything the serving store holds but the decks (which
+    are streamed: see Store.snapshot)."""
 
     trunks: dict[str, Trunk]
     credentials: dict[str, Credential]
     dids: dict[str, Did]
-    rates: list[RateRow]
     rules: list[dict[str, Any]]
     carriers: dict[str, Carrier]
     registrations: list[asyncpg.Record]
+
+
+RateGroups = AsyncIterator[tuple[str, list[RateRow]]]
+
+
+async def _by_prefix(rows: AsyncIterator[asyncpg.Record]) -> RateGroups:
+    """Consecutive rows of one prefix as one group (the cursor reads in prefix order)."""
+    prefix: str | None = None
+    group: list[RateRow] = []
+    async for r in rows:
+        if r["prefix"] != prefix:
+            if group and prefix is not None:
+                yield prefix, group
+            prefix, group = r["prefix"], []
+        group.append(_rate(r))
+    if group and prefix is not None:
+        yield prefix, group
 
 
 class Store:
@@ -242,10 +260,14 @@ class Store:
             trunks = await self._trunks(conn, "WHERE t.org_id = ANY($1::uuid[])", list(names))
         return _carriers(trunks, names)
 
-    async def snapshot(self, today: dt.date, now: dt.datetime) -> Snapshot:
-        """Everything, read in one REPEATABLE READ read-only transaction."""
+    async def snapshot(
+        self, today: dt.date, now: dt.datetime, deck: Callable[[RateGroups], Awaitable[T]]
+    ) -> tuple[Snapshot, T]:
+        """Everything, read in one REPEATABLE READ read-only transaction; the rate rows
+        are handed to `deck` as they stream from a cursor in prefix order (byte order,
+        COLLATE "C", as lcr.compile_sorted needs), never held all at once."""
 
-        async def read(conn: Conn) -> Snapshot:
+        async def read(conn: Conn) -> tuple[Snapshot, T]:
             pairs = await self._trunk_rows(conn, "")
             trunk_list = [t for _, t in pairs]
             trunks = {t.id: t for t in trunk_list}
@@ -254,13 +276,13 @@ class Store:
                 r["number"]: _did(r, trunks.get(r["trunk_id"]) if r["trunk_id"] else None)
                 for r in await conn.fetch(_DID_SQL)
             }
-            rates = [_rate(r) async for r in conn.cursor(_RATE_SQL, today, prefetch=20000)]
             rules = [dict(r) for r in await conn.fetch(_RULE_SQL)]
             names = {r["id"]: r["name"] for r in await conn.fetch(_CARRIER_SQL)}
             regs = await conn.fetch(_REG_SQL, now)
-            return Snapshot(
-                trunks, creds, dids, rates, rules, _carriers(trunk_list, names), list(regs)
-            )
+            cursor = conn.cursor(f'{_RATE_SQL} ORDER BY prefix COLLATE "C"', today, prefetch=20000)
+            compiled = await deck(_by_prefix(cursor.__aiter__()))
+            snap = Snapshot(trunks, creds, dids, rules, _carriers(trunk_list, names), list(regs))
+            return snap, compiled
 
         return await in_transaction(self.pool, read, isolation="repeatable_read", readonly=True)
 

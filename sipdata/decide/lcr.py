@@ -17,7 +17,7 @@ only the entry at the longest compiled prefix of the number.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -114,36 +114,61 @@ def _covers_from(rows: Sequence[RateRow], day: dt.date) -> bool:
 
 
 def compile_deck(rows: Iterable[RateRow], today: dt.date) -> dict[str, list[RateRow]]:
-    """One entry per prefix of any deck; exact for `today` and every later day.
-
-    Walks the prefixes in sorted order with a stack of ancestors, so each
-    prefix inherits its nearest ancestor's per-carrier rows: O(prefixes x carriers).
-    A carrier's ancestor rows are dropped below a prefix whose own rows cover
-    every day from `today` on, since no longer-lived shorter match can win then.
-    """
-    by_prefix: dict[str, dict[str, list[RateRow]]] = {}
+    """One entry per prefix of any deck; exact for `today` and every later day."""
+    by_prefix: dict[str, list[RateRow]] = {}
     for row in rows:
-        if row.expiry is not None and row.expiry <= today:
-            continue  # expired for good: can never be an answer again
-        by_prefix.setdefault(row.prefix, {}).setdefault(row.carrier_id, []).append(row)
+        by_prefix.setdefault(row.prefix, []).append(row)
+    return dict(compile_sorted(((p, by_prefix[p]) for p in sorted(by_prefix)), today))
 
-    compiled: dict[str, list[RateRow]] = {}
-    stack: list[tuple[str, dict[str, list[RateRow]]]] = []
-    for prefix in sorted(by_prefix):
+
+def compile_sorted(
+    groups: Iterable[tuple[str, Sequence[RateRow]]], today: dt.date
+) -> Iterator[tuple[str, list[RateRow]]]:
+    """`compile_deck` as a stream: (prefix, rows at it) in sorted prefix order in,
+    (prefix, compiled entry) out (DeckCompiler, one prefix at a time)."""
+    compiler = DeckCompiler(today)
+    for prefix, rows in groups:
+        entry = compiler.push(prefix, rows)
+        if entry is not None:
+            yield prefix, entry
+
+
+class DeckCompiler:
+    """Compiles prefixes pushed in sorted order, holding only the chain of ancestors.
+
+    Each prefix inherits its nearest ancestor's per-carrier rows (a stack of
+    ancestors: O(prefixes x carriers)). A carrier's ancestor rows are dropped
+    below a prefix whose own rows cover every day from `today` on, since no
+    longer-lived shorter match can win then. A whole deck is never held: the
+    warmer pushes it from a database cursor (jobs/warmer.py).
+    """
+
+    def __init__(self, today: dt.date) -> None:
+        self.today = today
+        self._stack: list[tuple[str, dict[str, list[RateRow]]]] = []
+
+    def push(self, prefix: str, rows: Sequence[RateRow]) -> list[RateRow] | None:
+        """The entry at `prefix` (None: none of its rows can ever be in effect again)."""
+        own: dict[str, list[RateRow]] = {}
+        for row in rows:
+            if row.expiry is not None and row.expiry <= self.today:
+                continue  # expired for good: can never be an answer again
+            own.setdefault(row.carrier_id, []).append(row)
+        if not own:
+            return None
+        stack = self._stack
         while stack and not prefix.startswith(stack[-1][0]):
             stack.pop()
         inherited = stack[-1][1] if stack else {}
-        own = by_prefix[prefix]
         merged: dict[str, list[RateRow]] = {}
         for carrier_id in inherited.keys() | own.keys():
             mine = own.get(carrier_id, [])
-            if mine and _covers_from(mine, today):
+            if mine and _covers_from(mine, self.today):
                 merged[carrier_id] = mine
             else:
                 merged[carrier_id] = mine + inherited.get(carrier_id, [])
         stack.append((prefix, merged))
-        compiled[prefix] = [r for carrier_rows in merged.values() for r in carrier_rows]
-    return compiled
+        return [r for carrier_rows in merged.values() for r in carrier_rows]
 
 
 def longest_entry(

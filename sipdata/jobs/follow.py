@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -26,11 +27,21 @@ from sipdata.jobs.warmer import MANIFEST_FORMAT, Warmer
 
 log = structlog.get_logger(__name__)
 
+# How a full load runs, given the lock owner: in this process by default;
+# `serve` passes warmer.load_in_child.
+FullLoad = Callable[[str], Awaitable[None]]
+
 
 class Follower:
     """Applies the change log to Redis for as long as serve runs (one node at a time)."""
 
-    def __init__(self, warmer: Warmer, changes: ChangeLog, wakeup: Wakeup | None = None) -> None:
+    def __init__(
+        self,
+        warmer: Warmer,
+        changes: ChangeLog,
+        wakeup: Wakeup | None = None,
+        full_load: FullLoad | None = None,
+    ) -> None:
         self.settings = warmer.settings
         self.cache = warmer.cache
         self.metrics = warmer.metrics
@@ -38,6 +49,7 @@ class Follower:
         self.changes = changes
         self.deriver = Deriver(warmer.cache, warmer.store)
         self.wakeup = wakeup
+        self.full_load = full_load
         self.last_full = 0.0  # monotonic time of this node's last full load
         self.held_lock = False  # whether the last round was this node's to run
         self._beat_at = 0.0
@@ -54,7 +66,15 @@ class Follower:
         return interval > 0 and time.monotonic() - self.last_full >= interval
 
     async def _full_load(self) -> None:
-        await self.warmer.load_locked()
+        if self.full_load is None:
+            await self.warmer.load_locked()
+        else:
+            await self.full_load(self.warmer.owner)
+            # The child's metrics died with it; its heartbeat says what it did.
+            beat = await self.cache.heartbeat() or {}
+            if "duration_s" in beat:
+                self.metrics.warm_last_success.set(float(beat["at"]))
+                self.metrics.warm_duration.set(float(beat["duration_s"]))
         self.last_full = time.monotonic()
 
     async def step(self) -> int:

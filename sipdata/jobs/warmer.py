@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -23,11 +25,11 @@ import structlog
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
-from sipdata.db.reads import Snapshot, Store, registration_of
+from sipdata.db.reads import RateGroups, Snapshot, Store, registration_of
 from sipdata.decide import acl, lcr
 from sipdata.decide.models import Trunk
 from sipdata.decide.rules import OrgRules, RuleError, parse_rule
-from sipdata.errors import SipdataError
+from sipdata.errors import SipdataError, WarmFailed
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
 
@@ -36,6 +38,9 @@ log = structlog.get_logger(__name__)
 # A generation the follower can patch (it has keys.KIND_TRUNK); an older one is
 # replaced by a full load when the follower starts.
 MANIFEST_FORMAT = 2
+
+# Compiled LCR entries written per batch while the deck streams in.
+DECK_BATCH = 20_000
 
 # Test seam: awaited between writing the new generation and switching to it.
 BeforeSwitch = Callable[[int], Awaitable[None]]
@@ -54,7 +59,8 @@ def _dump(value: Any) -> bytes:
 
 
 def build_payload(snap: Snapshot, today: dt.date) -> Payload:
-    """Turn a database snapshot into the hashes of one generation (pure)."""
+    """Turn a database snapshot into the hashes of one generation but the LCR hash,
+    which Warmer._deck streams (pure)."""
     acl_index: dict[str, list[Trunk]] = defaultdict(list)
     lengths: dict[int, set[int]] = {4: set(), 6: set()}
     for trunk in snap.trunks.values():
@@ -66,10 +72,6 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
             lengths[net.version].add(net.prefixlen)
 
     users = {c.trunk.id: c.username for c in snap.credentials.values()}
-    compiled = lcr.compile_deck(snap.rates, today)
-    rate_rows = len(snap.rates)
-    snap.rates.clear()  # the compiled deck holds what is needed; halves the peak
-
     custom, invalid = rules_by_org(snap.rules, snap.trunks)
 
     hashes = {
@@ -79,7 +81,6 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         # acl_entry_from_json reads it and the read-through entry's {network, owners}.
         keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
         keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
-        keys.KIND_LCR: _drain_dump(compiled),
         keys.KIND_CUSTOM: custom,
         keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
         keys.KIND_TRUNK: {
@@ -92,7 +93,6 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
         "acl_v4_lengths": sorted(lengths[4], reverse=True),
         "acl_v6_lengths": sorted(lengths[6], reverse=True),
         "counts": {kind[:-2].replace(":", "_"): len(v) for kind, v in hashes.items()},
-        "rate_rows": rate_rows,
         "invalid_rules": invalid,
     }
     return Payload(hashes, manifest)
@@ -130,16 +130,6 @@ def trunk_index_entry(trunk: Trunk, username: str | None) -> bytes:
     return _dump({"user": username, "nets": nets})
 
 
-def _drain_dump(compiled: dict[str, list[lcr.RateRow]]) -> dict[str, bytes]:
-    """The stored LCR entries, emptying `compiled` as it goes (each entry's rows are
-    freed once dumped: a 1,000,000-prefix deck would otherwise be held twice)."""
-    out: dict[str, bytes] = {}
-    while compiled:
-        prefix, rows = compiled.popitem()
-        out[prefix] = _dump([r.to_json() for r in rows])
-    return out
-
-
 class Warmer:
     def __init__(
         self,
@@ -147,14 +137,38 @@ class Warmer:
         cache: Cache,
         store: Store,
         metrics: Metrics,
+        *,
         before_switch: BeforeSwitch | None = None,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.store = store
         self.metrics = metrics
         self.before_switch = before_switch
-        self.owner = uuid.uuid4().hex
+        # The lock value; a child process loading for a follower is given the follower's.
+        self.owner = owner or uuid.uuid4().hex
+
+    async def _deck(self, gen: int, groups: RateGroups, today: dt.date) -> tuple[int, int]:
+        """Compile the streamed decks into the generation's LCR hash, a batch at a time:
+        (rate rows read, entries written). Memory is one batch and the ancestor chain."""
+        compiler = lcr.DeckCompiler(today)
+        batch: dict[str, bytes] = {}
+        rows = entries = 0
+        async for prefix, group in groups:
+            rows += len(group)
+            entry = compiler.push(prefix, group)
+            if entry is None:
+                continue
+            batch[prefix] = _dump([r.to_json() for r in entry])
+            if len(batch) >= DECK_BATCH:
+                await self.cache.write_hash(keys.KIND_LCR, gen, batch)
+                entries += len(batch)
+                batch = {}
+        if batch:
+            await self.cache.write_hash(keys.KIND_LCR, gen, batch)
+            entries += len(batch)
+        return rows, entries
 
     async def load_once(self) -> dict[str, Any] | None:
         """One full load; None when another warmer holds the lock."""
@@ -174,17 +188,28 @@ class Warmer:
         started = time.monotonic()
         try:
             now = dt.datetime.now(dt.UTC)
-            snap = await self.store.snapshot(now.date(), now.replace(tzinfo=None))
-            # Compiling a large deck is CPU work: off the event loop, so requests
-            # served by this process keep their deadlines during a load.
-            payload = await asyncio.to_thread(build_payload, snap, now.date())
             gen = await self.cache.next_generation()
+            snap, deck = await self.store.snapshot(
+                now.date(),
+                now.replace(tzinfo=None),
+                lambda groups: self._deck(gen, groups, now.date()),
+            )
+            payload = build_payload(snap, now.date())
             for kind, mapping in payload.hashes.items():
                 await self.cache.write_hash(kind, gen, mapping)
-            manifest = {**payload.manifest, "generation": gen, "built_at": now.isoformat()}
+            manifest = {
+                **payload.manifest,
+                "counts": {**payload.manifest["counts"], "route_lcr": deck[1]},
+                "rate_rows": deck[0],
+                "generation": gen,
+                "built_at": now.isoformat(),
+            }
             await self.cache.write_manifest(gen, manifest)
             if self.before_switch is not None:
                 await self.before_switch(gen)
+            if not await self.cache.holds_lock(self.owner):
+                # Fencing: a load that outlived its lock must not switch over another's.
+                raise WarmFailed("the warmer lock expired during the load; not switching")
             switched = await self.cache.switch(gen, self.settings.generation_grace_s)
             restored = await self.cache.restore_registrations(
                 {
@@ -212,3 +237,27 @@ class Warmer:
         except Exception:
             self.metrics.warm_failures.inc()
             raise
+
+
+async def load_in_child(settings: Settings, owner: str) -> None:
+    """One full load in a child process, `sipdata warm --holding-lock OWNER`, under the
+    lock the caller holds: a big deck's compile costs that process's CPU and memory,
+    not the serving event loop's (it runs on the other core). It writes its log
+    lines to this process's stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sipdata",
+        "warm",
+        "--holding-lock",
+        owner,
+        env={**os.environ, **settings.to_env()},
+    )
+    try:
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:  # cancelled: do not leave a loader behind
+            proc.kill()
+            await proc.wait()
+    if code != 0:
+        raise WarmFailed(f"the full load's child process exited with {code}")

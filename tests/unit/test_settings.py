@@ -42,7 +42,7 @@ def test_values_are_parsed_by_type() -> None:
         ({"SIPDATA_REDIS_URL": "http://x"}, "SIPDATA_REDIS_URL"),
         ({"SIPDATA_LOG_FORMAT": "xml"}, "SIPDATA_LOG_FORMAT"),
         ({"SIPDATA_REALM": "a:b"}, "SIPDATA_REALM"),
-        ({"SIPDATA_GENERATION_GRACE_S": "1"}, "SIPDATA_GENERATION_GRACE_S"),
+        ({"SIPDATA_GENERATION_GRACE_S": "0"}, "SIPDATA_GENERATION_GRACE_S"),
     ],
 )
 def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str) -> None:
@@ -87,3 +87,10 @@ def test_serving_beyond_loopback_needs_the_shared_secret(
         with pytest.raises(ConfigError) as caught:
             settings.check_exposure()
         assert caught.value.field == "SIPDATA_API_TOKEN"
+
+
+def test_settings_survive_the_trip_through_a_child_environment() -> None:
+    """to_env gives the environment from_env reads back as the same settings (the
+    follower's full-load child process is configured this way)."""
+    s = Settings(http_port=9001, warmer_enabled=False, change_poll_s=0.25, api_token="t0k")
+    assert Settings.from_env(s.to_env()) == s
