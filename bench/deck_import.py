@@ -4,9 +4,11 @@ memory of the import, Redis memory per prefix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import random
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -16,10 +18,13 @@ import asyncpg
 import orjson
 import redis
 
-from bench.procs import env_for, serving, sipdata_cmd
+from bench.procs import cpu_seconds, env_for, serving, sipdata_cmd
 
 DATABASE, REDIS_DB = "sipdata_bench_deck", 9
 PROBE_RATE = "0.000777"  # only the new deck carries this rate: seeing it means "live"
+PACE_RPS = 50  # decisions per second while importing: latency samples, not load
+IDLE_S = 5.0  # the idle baseline before the import starts
+IDLE_CPU_S = 10.0  # serve's CPU measured this long once the deck is live
 
 
 def write_deck(path: Path, rows: int, seed: int = 11) -> str:
@@ -48,10 +53,15 @@ async def _forget_decks() -> None:
     except asyncpg.InvalidCatalogNameError:
         return  # no database yet: prepare() creates it
     try:
-        await conn.execute(
-            "DELETE FROM lcr_rates WHERE carrier_id IN "
-            "(SELECT id FROM organizations WHERE name = 'Alpha Telecom')"
-        )
+        async with conn.transaction():
+            # Housekeeping, not an edit to follow: prepare() warms afterwards.
+            await conn.execute("SET LOCAL sipdata.capture = 'off'")
+            await conn.execute(
+                "DELETE FROM lcr_rates WHERE carrier_id IN "
+                "(SELECT id FROM organizations WHERE name = 'Alpha Telecom')"
+            )
+            if await conn.fetchval("SELECT to_regclass('sipdata_changes') IS NOT NULL"):
+                await conn.execute("DELETE FROM sipdata_changes")
     finally:
         await conn.close()
 
@@ -62,21 +72,90 @@ def _offers(url: str, number: str) -> list[str]:
     return [str(o.get("rate")) for o in doc.get("offers", doc.get("carriers", []))]
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _hwm_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Watch(threading.Thread):
+    """Paced decisions (PACE_RPS) timing each answer, and the peak RSS of serve's
+    full-load children, until stopped; `mark()` splits idle from swap samples."""
+
+    def __init__(self, url: str, serve_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.serve_pid = url, serve_pid
+        self.samples: list[tuple[float, float]] = []  # (sent at, seconds)
+        self.child_peak_kib = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        query = f"{self.url}/v1/decide/invite?source_ip=127.0.0.10&to=12125551234&dry_run=1"
+        interval = 1 / PACE_RPS
+        nxt = time.monotonic()
+        n = 0
+        while not self.stopped.is_set():
+            nxt += interval
+            t0 = time.monotonic()
+            n += 1
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{query}&call_id=w{n}", timeout=5) as r,
+            ):
+                r.read()
+            self.samples.append((t0, time.monotonic() - t0))
+            for child in _children(self.serve_pid):
+                self.child_peak_kib = max(self.child_peak_kib, _hwm_kib(child))
+            time.sleep(max(0.0, nxt - time.monotonic()))
+
+
+def _p99_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    return (
+        round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000, 2)
+        if ordered
+        else 0.0
+    )
+
+
 def run(results: Path, *, quick: bool) -> dict[str, Any]:
     from bench.run import prepare  # the same preparation as the other sections
 
     rows = 100_000 if quick else 1_000_000
     asyncio.run(_forget_decks())
     asyncio.run(prepare(DATABASE, REDIS_DB, large=False))
-    env = env_for(DATABASE, REDIS_DB, SIPDATA_WARMER_ENABLED="false")
+    # serve's follower picks the import's deck change up and builds the new generation
+    # in a child process, as in production; the import itself does not warm.
+    env = env_for(DATABASE, REDIS_DB)
     deck = results / "deck.csv"
     probe = write_deck(deck, rows)
     number = probe + "0" * (12 - len(probe))
     r = redis.Redis(db=REDIS_DB)
-    with serving(env, 1, results / "sipdata-deck.log") as (url, _pids):
+    with serving(env, 1, results / "sipdata-deck.log") as (url, pids):
         assert PROBE_RATE not in _offers(url, number)
         mem0 = int(r.info("memory")["used_memory"])
-        cmd = [*sipdata_cmd(), "import-rates", str(deck), "--carrier", "Alpha Telecom", "--replace"]
+        watch = Watch(url, pids[0])
+        watch.start()
+        time.sleep(IDLE_S)
+        cmd = [
+            *sipdata_cmd(),
+            "import-rates",
+            str(deck),
+            "--carrier",
+            "Alpha Telecom",
+            "--replace",
+            "--no-warm",
+        ]
         timed = ["/usr/bin/time", "-f", "MAXRSS_KIB %M", *cmd]
         t0 = time.monotonic()
         proc = subprocess.run(
@@ -84,12 +163,22 @@ def run(results: Path, *, quick: bool) -> dict[str, Any]:
         )
         imported = time.monotonic() - t0
         if proc.returncode != 0:
+            watch.stopped.set()
             raise RuntimeError(f"import failed: {proc.stderr[-2000:]}")
         while PROBE_RATE not in _offers(url, number):  # the serving process sees it
             if time.monotonic() - t0 > 600:
+                watch.stopped.set()
                 raise RuntimeError("the imported deck never went live")
             time.sleep(0.05)
         live = time.monotonic() - t0
+        watch.stopped.set()
+        watch.join()
+        idle = [d for at, d in watch.samples if at < t0]
+        during = [d for at, d in watch.samples if at >= t0 + imported and at < t0 + live]
+        # The decks loaded and nothing changing: what following costs an idle node.
+        cpu0, t_idle = cpu_seconds(pids), time.monotonic()
+        time.sleep(IDLE_CPU_S)
+        idle_core = (cpu_seconds(pids) - cpu0) / (time.monotonic() - t_idle)
         gen = int(r.get("routing:current") or 0)
         lcr_key = f"route:lcr:g{gen}"
         fields = int(r.hlen(lcr_key))
@@ -102,6 +191,11 @@ def run(results: Path, *, quick: bool) -> dict[str, Any]:
         "import_s": round(imported, 1),
         "live_s": round(live, 1),
         "import_peak_rss_mib": round(peak_kib / 1024),
+        "full_load_peak_rss_mib": round(watch.child_peak_kib / 1024),
+        "idle_serve_core_fraction": round(idle_core, 4),
+        "decide_p99_idle_ms": _p99_ms(idle),
+        "decide_p99_during_swap_ms": _p99_ms(during),
+        "swap_samples": len(during),
         "compiled_entries": fields,
         "lcr_hash_bytes": lcr_bytes,
         "bytes_per_compiled_entry": round(lcr_bytes / fields) if fields else None,
@@ -113,7 +207,12 @@ def run(results: Path, *, quick: bool) -> dict[str, Any]:
 def summary_lines(d: dict[str, Any]) -> list[str]:
     return [
         f"Deck import: {d['prefixes']} prefixes, imported in {d['import_s']} s, live after "
-        f"{d['live_s']} s, peak RSS {d['import_peak_rss_mib']} MiB, "
-        f"{d['compiled_entries']} compiled entries, {d['bytes_per_compiled_entry']} B each in "
-        f"Redis ({d['lcr_hash_bytes'] / 2**20:.0f} MiB hash)"
+        f"{d['live_s']} s, peak RSS import {d['import_peak_rss_mib']} MiB / full load "
+        f"{d['full_load_peak_rss_mib']} MiB, {d['compiled_entries']} compiled entries, "
+        f"{d['bytes_per_compiled_entry']} B each in Redis ({d['lcr_hash_bytes'] / 2**20:.0f} MiB "
+        f"hash); decision p99 {d['decide_p99_idle_ms']} ms idle, "
+        f"{d['decide_p99_during_swap_ms']} ms while the new generation was built and switched "
+        f"({d['swap_samples']} samples at {PACE_RPS}/s); idle serve with the deck loaded "
+        f"(follower polling, catalog refreshing): {d['idle_serve_core_fraction'] * 100:.2f} % "
+        "of a core"
     ]

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, results to bench/results/ and a summary.
 
-    .venv/bin/python -m bench.run [--only http,sip,import] [--workers N] [--quick]
+    .venv/bin/python -m bench.run [--only http,sip,import,freshness] [--workers N] [--quick]
 
 Sections: `http` (wrk: /health floor, the decision on the demo and the large data
 set, then paced at 70 %), `sip` (SIPp through Kamailio: fixed destination,
@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench import dataset, deck_import, http_load, sip_load
+from bench import dataset, deck_import, freshness, http_load, sip_load
 from bench.procs import ROOT, env_for, serving, sipdata
 
 RESULTS = ROOT / "bench" / "results"
@@ -118,6 +118,9 @@ def summary(results: dict[str, Any]) -> str:
     sip = results.get("sip")
     if sip:
         lines.extend(sip_load.summary_lines(sip))
+    fresh = results.get("freshness")
+    if fresh:
+        lines.extend(freshness.summary_lines(fresh))
     deck = results.get("import")
     if deck:
         lines.extend(deck_import.summary_lines(deck))
@@ -126,7 +129,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default="http,sip,import")
+    p.add_argument("--only", default="http,sip,import,freshness")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="short runs, to check the harness")
     args = p.parse_args()
@@ -145,6 +148,7 @@ def main() -> None:
         "http": lambda: http_section(args.workers, args.quick),
         "sip": sip,
         "import": lambda: deck_import.run(RESULTS, quick=args.quick),
+        "freshness": lambda: freshness.run(RESULTS, quick=args.quick),
     }
     failed = []
     for name, run in sections.items():

@@ -89,9 +89,13 @@ class Settings:
     log_format: str = "json"
     access_log: bool = False
 
+    def child_env(self) -> dict[str, str]:
+        """This process's environment with these settings in it: what a child process
+        of sipdata (the follower's full load) runs with."""
+        return {**os.environ, **self.to_env()}
+
     def to_env(self) -> dict[str, str]:
-        """The environment `from_env` reads back as these settings (for a child
-        process of this one, such as the follower's full load)."""
+        """The SIPDATA_* variables `from_env` reads back as these settings."""
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)

@@ -25,6 +25,7 @@ from sipdata.decide.changes import Change
 log = structlog.get_logger(__name__)
 
 CHANNEL = "sipdata_changes"
+DELETE_CHUNK = 50_000
 
 
 def _keys(raw: Any) -> dict[str, Any] | None:
@@ -54,12 +55,25 @@ class ChangeLog:
             for r in rows
         ]
 
+    async def waiting(self) -> bool:
+        """Whether any change waits (the follower's idle round: one index probe)."""
+        async with translated("check changes"), self.pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM sipdata_changes)"))
+
+    async def backlog(self, limit: int) -> list[int]:
+        """Ids of the pending changes, oldest first, at most `limit`."""
+        async with translated("read change backlog"), self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id FROM sipdata_changes ORDER BY id LIMIT $1", limit)
+        return [r["id"] for r in rows]
+
     async def done(self, ids: Sequence[int]) -> None:
         """Forget applied changes (after Redis holds them: a crash before re-applies)."""
-        if not ids:
-            return
         async with translated("drop applied changes"), self.pool.acquire() as conn:
-            await conn.execute("DELETE FROM sipdata_changes WHERE id = ANY($1::bigint[])", ids)
+            for start in range(0, len(ids), DELETE_CHUNK):
+                await conn.execute(
+                    "DELETE FROM sipdata_changes WHERE id = ANY($1::bigint[])",
+                    ids[start : start + DELETE_CHUNK],
+                )
 
     async def lag_seconds(self) -> float:
         """Age of the oldest change not yet applied (0 when none waits)."""

@@ -31,6 +31,12 @@ log = structlog.get_logger(__name__)
 # `serve` passes warmer.load_in_child.
 FullLoad = Callable[[str], Awaitable[None]]
 
+# Pending changes, in batches, past which one full load replaces patching them batch
+# by batch; and how many ids are read at most to be deleted after it (the rest is
+# patched on).
+REBUILD_BATCHES = 10
+MAX_BACKLOG_READ = 2_000_000
+
 
 class Follower:
     """Applies the change log to Redis for as long as serve runs (one node at a time)."""
@@ -52,6 +58,8 @@ class Follower:
         self.full_load = full_load
         self.last_full = 0.0  # monotonic time of this node's last full load
         self.held_lock = False  # whether the last round was this node's to run
+        self.idle = False  # whether the last round found nothing to do
+        self._patchable: int | None = None  # the generation last seen to be patchable
         self._beat_at = 0.0
 
     async def _full_due(self) -> bool:
@@ -60,8 +68,10 @@ class Follower:
         gen = await self.cache.current_generation()
         if gen is None:
             return True
-        if (await self.cache.manifest(gen)).get("format") != MANIFEST_FORMAT:
-            return True
+        if gen != self._patchable:
+            if (await self.cache.manifest(gen)).get("format") != MANIFEST_FORMAT:
+                return True
+            self._patchable = gen
         interval = self.settings.warm_interval_s
         return interval > 0 and time.monotonic() - self.last_full >= interval
 
@@ -78,8 +88,14 @@ class Follower:
         self.last_full = time.monotonic()
 
     async def step(self) -> int:
-        """One round under the warmer lock: a full load if due, then the pending
-        changes; returns how many changes were applied (0 also when locked out)."""
+        """One round: nothing when nothing is due (two reads); else, under the warmer
+        lock, a full load if due, then the pending changes. Returns how many changes
+        were applied (0 also when another node holds the lock)."""
+        self.held_lock = False
+        if not await self._full_due() and not await self.changes.waiting():
+            self.idle = True
+            return 0
+        self.idle = False
         self.held_lock = await self.cache.acquire_lock(self.warmer.owner, keys.BUILD_TTL_S)
         if not self.held_lock:
             return 0
@@ -101,6 +117,14 @@ class Follower:
         started = time.monotonic()
         todo = plan(batch)
         gen = await self.cache.current_generation()
+        ids = [c.id for c in batch]
+        if len(batch) >= self.settings.change_batch and gen is not None:
+            # A full batch: a bulk edit by hand (a million rate rows deleted by SQL).
+            # Past REBUILD_BATCHES batches pending a full load is cheaper than
+            # patching batch by batch; it reflects every change read before it starts.
+            backlog = await self.changes.backlog(MAX_BACKLOG_READ)
+            if len(backlog) > REBUILD_BATCHES * self.settings.change_batch:
+                todo.rebuild, ids = True, backlog
         if todo.rebuild and gen is not None:
             await self._full_load()
         elif gen is None or todo.empty:
@@ -116,22 +140,25 @@ class Follower:
                 sets, dels = patch.split()
                 await self.cache.patch(gen, sets, dels, patch.manifest)
                 self.metrics.change_entries.inc(patch.size())
-        await self.changes.done([c.id for c in batch])
+        await self.changes.done(ids)
         oldest = min(c.created_at for c in batch)
         self.metrics.change_lag.set(max(0.0, time.time() - oldest))
-        self.metrics.changes_applied.inc(len(batch))
+        self.metrics.changes_applied.inc(len(ids))
         log.info(
             "changes_applied",
-            changes=len(batch),
+            changes=len(ids),
             rebuild=todo.rebuild,
             seconds=round(time.monotonic() - started, 3),
         )
-        return len(batch)
+        return len(ids)
 
     async def _heartbeat(self) -> None:
-        """Keep the last load's heartbeat fresh while this node keeps up (a node that
-        only waits for another's lock says nothing of whether changes flow)."""
-        if not self.held_lock or time.monotonic() - self._beat_at < keys.HEARTBEAT_EVERY_S:
+        """Keep the last load's heartbeat fresh while changes flow: after a round this
+        node ran, or one that found nothing waiting (a node that only waited for
+        another's lock says nothing of whether changes flow)."""
+        if not (self.held_lock or self.idle):
+            return
+        if time.monotonic() - self._beat_at < keys.HEARTBEAT_EVERY_S:
             return
         beat = await self.cache.heartbeat() or {}
         beat["at"] = time.time()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import sys
 import time
 import uuid
@@ -251,7 +250,7 @@ async def load_in_child(settings: Settings, owner: str) -> None:
         "warm",
         "--holding-lock",
         owner,
-        env={**os.environ, **settings.to_env()},
+        env=settings.child_env(),
     )
     try:
         code = await proc.wait()

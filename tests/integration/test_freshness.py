@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 from ipaddress import ip_address
 from typing import Any
@@ -336,3 +337,28 @@ async def test_rows_start_and_expire_at_utc_midnight_without_a_reload(
     query = InviteQuery(ip_address("127.0.0.10"), "13105551234", None, "midnight", dry_run=True)
     decided = await service.decide_invite(query, midnight)
     assert decided["routing"]["routes"][0]["uri"] == "sip:13105551234@127.0.0.101"
+
+
+async def test_a_bulk_edit_by_hand_is_one_full_load(
+    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
+) -> None:
+    """Many more captured changes than batches are worth patching (a big deck edited by
+    plain SQL) become one new generation, and every change it reflects is dropped."""
+    small = replace(settings, change_batch=10)
+    follower = Follower(warmer(small, cache, pool), ChangeLog(pool))
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM sipdata_changes")
+        await conn.execute(
+            "INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date) "
+            "SELECT $1, '1999' || lpad(n::text, 4, '0'), 0.001, '2025-01-01' "
+            "FROM generate_series(1, 150) AS n",
+            ALPHA,
+        )
+    gen = await cache.current_generation()
+    assert await follower.step() == 150
+    assert await cache.current_generation() != gen
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sipdata_changes") == 0
+    await api.refresh()
+    _, body = await api.get("/v1/lcr", number="19990150123")
+    assert body["prefix"] == "19990150"
