@@ -17,10 +17,42 @@ only the entry at the longest compiled prefix of the number.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from sipdata.decide.models import is_uuid
+
+# Defaults of RateRow.to_stored's positions 3.. (prefix, until, priority); 0-2 have none.
+_STORED_DEFAULTS: tuple[Any, ...] = (None, None, None, "", 0, 100)
+
+
+_MICRO = Decimal("0.000001")  # lcr_rates.rate is DECIMAL(10, 6)
+
+
+def _compact_id(carrier_id: str) -> str:
+    return carrier_id.replace("-", "") if is_uuid(carrier_id) else carrier_id
+
+
+def _full_id(stored: str) -> str:
+    if len(stored) == 32 and is_uuid(stored):
+        return str(uuid.UUID(stored))
+    return stored
+
+
+def _yyyymmdd(day: dt.date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def _day(n: int) -> dt.date:
+    return dt.date(n // 10000, n // 100 % 100, n % 100)
+
+
+def stored_entry(prefix: str, rows: Iterable[RateRow]) -> list[list[Any]]:
+    """A compiled entry as the generation stores it at `prefix`."""
+    return [r.to_stored(prefix) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +77,41 @@ class RateRow:
             "from": self.effective.isoformat(),
             "until": self.expiry.isoformat() if self.expiry else None,
         }
+
+    def to_stored(self, entry_prefix: str) -> list[Any]:
+        """The generation's compact form, under 60 bytes a row, so a one-row entry fits
+        Redis's 64-byte allocation (docs/benchmarks.md): [carrier, rate, from, prefix,
+        until, priority] with a UUID carrier id as 32 hex digits, the rate a JSON
+        number (at most 6 decimals: exact through a float), days as YYYYMMDD
+        numbers, the prefix "" when it is the entry's own, and trailing defaults
+        ("", 0 = open-ended, 100) left off."""
+        out: list[Any] = [
+            _compact_id(self.carrier_id),
+            float(self.rate),
+            _yyyymmdd(self.effective),
+            "" if self.prefix == entry_prefix else self.prefix,
+            _yyyymmdd(self.expiry) if self.expiry else 0,
+            self.priority,
+        ]
+        while len(out) > 3 and out[-1] == _STORED_DEFAULTS[len(out) - 1]:
+            out.pop()
+        return out
+
+    @classmethod
+    def from_stored(cls, doc: list[Any] | dict[str, Any], entry_prefix: str) -> RateRow:
+        """A row of a stored entry: the compact list, or the dict of format 2."""
+        if isinstance(doc, dict):
+            return cls.from_json(doc)
+        full = [*doc, *_STORED_DEFAULTS[len(doc) :]]
+        carrier_id, rate, start, prefix, until, priority = full
+        return cls(
+            carrier_id=_full_id(str(carrier_id)),
+            prefix=str(prefix) or entry_prefix,
+            rate=Decimal(repr(rate) if isinstance(rate, float) else str(rate)).quantize(_MICRO),
+            priority=int(priority),
+            effective=_day(int(start)),
+            expiry=_day(int(until)) if until else None,
+        )
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RateRow:

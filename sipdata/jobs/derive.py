@@ -19,7 +19,7 @@ import structlog
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.reads import Store, credential_of
-from sipdata.decide import acl
+from sipdata.decide import acl, lcr
 from sipdata.decide.changes import MAX_PATCHED_PREFIXES, Plan, prefix_family, recompile
 from sipdata.decide.models import Trunk
 from sipdata.jobs.warmer import rules_by_org, trunk_index_entry
@@ -181,4 +181,5 @@ class Deriver:
         if len(entries) > MAX_PATCHED_PREFIXES:
             raise TooLarge(f"{len(entries)} compiled prefixes under {len(roots)} changed ones")
         for prefix, entry in entries.items():
-            out.put(keys.KIND_LCR, prefix, _dump([r.to_json() for r in entry]) if entry else None)
+            value = _dump(lcr.stored_entry(prefix, entry)) if entry else None
+            out.put(keys.KIND_LCR, prefix, value)

@@ -34,9 +34,11 @@ from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-# A generation the follower can patch (it has keys.KIND_TRUNK); an older one is
-# replaced by a full load when the follower starts.
-MANIFEST_FORMAT = 2
+# A generation the follower can patch (3: it has keys.KIND_TRUNK and compact LCR
+# rows, lcr.RateRow.to_stored); an older one is replaced by a full load when the
+# follower starts. Readers read formats 2 and 3; a release before format 3 cannot
+# read 3 (docs/operations.md, "Upgrading").
+MANIFEST_FORMAT = 3
 
 # Compiled LCR entries written per batch while the deck streams in.
 DECK_BATCH = 20_000
@@ -159,7 +161,7 @@ class Warmer:
             entry = compiler.push(prefix, group)
             if entry is None:
                 continue
-            batch[prefix] = _dump([r.to_json() for r in entry])
+            batch[prefix] = _dump(lcr.stored_entry(prefix, entry))
             if len(batch) >= DECK_BATCH:
                 await self.cache.write_hash(keys.KIND_LCR, gen, batch)
                 entries += len(batch)

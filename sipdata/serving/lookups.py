@@ -73,8 +73,8 @@ def _same(raw: bytes | None) -> bytes:
 # The same few thousand entries serve most calls: decode each stored value once
 # (bytes hash fast; a new generation simply brings new keys).
 @functools.lru_cache(maxsize=65536)
-def _rows(raw: bytes) -> tuple[lcr.RateRow, ...]:
-    return tuple(lcr.RateRow.from_json(d) for d in orjson.loads(raw))
+def _rows(raw: bytes, prefix: str) -> tuple[lcr.RateRow, ...]:
+    return tuple(lcr.RateRow.from_stored(d, prefix) for d in orjson.loads(raw))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -302,7 +302,7 @@ class Lookups:
             self.count("lcr", "generation")
             for prefix, raw in zip(probes, found, strict=False):
                 if raw is not None:
-                    return (prefix, _rows(raw)), "generation"
+                    return (prefix, _rows(raw, prefix)), "generation"
             return None, "generation"
 
         async def load() -> LcrEntry | None:

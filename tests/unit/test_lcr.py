@@ -3,10 +3,18 @@
 import datetime as dt
 from decimal import Decimal
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipdata.decide.lcr import RateRow, brute_force, compile_deck, longest_entry, resolve
+from sipdata.decide.lcr import (
+    RateRow,
+    brute_force,
+    compile_deck,
+    longest_entry,
+    resolve,
+    stored_entry,
+)
 
 D = dt.date
 TODAY = D(2026, 6, 15)
@@ -123,3 +131,32 @@ def test_compiled_answer_equals_brute_force_on_every_later_day(rows, number, lat
     """Compile once; for any day from then on, the lookup equals scanning every deck."""
     day = TODAY + dt.timedelta(days=later)
     assert lookup(rows, number, day) == brute_force(rows, number, day)
+
+
+@settings(max_examples=200)
+@given(
+    prefix=st.text(alphabet="0123456789", min_size=1, max_size=6),
+    own=st.booleans(),
+    days=st.tuples(st.integers(0, 4000), st.none() | st.integers(1, 400)),
+    priority=st.integers(0, 1000),
+    rate=st.decimals(min_value=0, max_value=9999, places=6, allow_nan=False),
+)
+def test_the_compact_stored_row_reads_back_as_the_row(
+    prefix: str, own: bool, days: tuple[int, int | None], priority: int, rate: Decimal
+) -> None:
+    """A row stored in the generation's compact form (defaults left off, the entry's own
+    prefix as "") reads back as the same row; so does the format-2 dict."""
+    start = dt.date(2020, 1, 1) + dt.timedelta(days=days[0])
+    until = start + dt.timedelta(days=days[1]) if days[1] else None
+    carrier = "abc891d8-18fa-5547-913b-94727dca0008" if own else "c-1"
+    r = RateRow(carrier, prefix if own else prefix + "7", rate, priority, start, until)
+    assert RateRow.from_stored(r.to_stored(prefix), prefix) == r
+    assert RateRow.from_stored(r.to_json(), prefix) == r
+
+
+def test_the_compact_form_leaves_defaults_off() -> None:
+    """An own-prefix, open-ended row at the default priority is three values, and a
+    one-row entry with a UUID carrier stays under 60 bytes (Redis's 64-byte class)."""
+    assert row("A", "44", "0.0120").to_stored("44") == ["A", 0.012, 20250101]
+    wide = row("abc891d8-18fa-5547-913b-94727dca0008", "44", "1234.567891")
+    assert len(orjson.dumps(stored_entry("44", [wide]))) < 60
