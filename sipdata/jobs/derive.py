@@ -77,7 +77,7 @@ class Deriver:
     async def patch(self, plan: Plan, gen: int, today: dt.date) -> Patch:
         out = Patch()
         trunks = await self._trunks(plan, gen, out)
-        await self._dids(plan.numbers, trunks, gen, out)
+        await self._dids(plan.numbers, trunks, out)
         await self._rules(plan.rule_orgs, trunks, out)
         await self._carriers(plan.carriers | {t.org_id for t in trunks.values() if t}, out)
         await self._rates(plan.prefixes, today, out)
@@ -88,7 +88,11 @@ class Deriver:
         the trunks re-read (None: gone), for the entries that embed them."""
         pairs = await self.store.changed_trunks(plan.trunks, plan.orgs)
         now: dict[str, Trunk | None] = {t.id: t for _, t in pairs}
-        users = {t.id: (c.username if c else None) for r, t in pairs for c in [credential_of(r, t)]}
+        creds = {t.id: credential_of(r, t) for r, t in pairs}
+        users = {trunk_id: c.username if c else None for trunk_id, c in creds.items()}
+        for cred in creds.values():
+            if cred is not None:
+                out.put(keys.KIND_CRED, cred.username, _dump(cred.to_json()))
         for trunk_id in plan.trunks:
             now.setdefault(trunk_id, None)
         if not now:
@@ -96,10 +100,6 @@ class Deriver:
         ids = sorted(now)
         before = dict(zip(ids, await self.cache.hmget(keys.KIND_TRUNK, gen, ids), strict=True))
         cidrs: set[str] = set()
-        for r, t in pairs:
-            cred = credential_of(r, t)
-            if cred is not None:
-                out.put(keys.KIND_CRED, cred.username, _dump(cred.to_json()))
         for trunk_id in ids:
             raw = before[trunk_id]
             old = orjson.loads(raw) if raw else {"user": None, "nets": []}
@@ -143,7 +143,7 @@ class Deriver:
                 out.manifest = manifest
 
     async def _dids(
-        self, numbers: set[str], trunks: Mapping[str, Trunk | None], gen: int, out: Patch
+        self, numbers: set[str], trunks: Mapping[str, Trunk | None], out: Patch
     ) -> None:
         if not numbers and not trunks:
             return
