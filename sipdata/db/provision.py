@@ -13,6 +13,7 @@ import asyncpg
 
 from sipdata.db.pool import Conn, in_transaction
 from sipdata.decide import digest
+from sipdata.decide.changes import MAX_PATCHED_PREFIXES
 from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import InputError
 
@@ -39,6 +40,24 @@ async def resolve_carrier(conn: Conn, carrier: str) -> str:
     return str(rows[0]["id"])
 
 
+async def _touched_prefixes(
+    conn: Conn, carrier_id: str, rows: Sequence[DeckRow], *, replace: bool
+) -> list[str] | None:
+    """The prefixes whose compiled entries an import changes (the new deck's, and with
+    `replace` the old deck's too), or None past MAX_PATCHED_PREFIXES."""
+    touched = {r.prefix for r in rows}
+    if len(touched) > MAX_PATCHED_PREFIXES:
+        return None
+    if replace:
+        old = await conn.fetch(
+            "SELECT DISTINCT prefix FROM lcr_rates WHERE carrier_id = $1::uuid LIMIT $2",
+            carrier_id,
+            MAX_PATCHED_PREFIXES + 1,
+        )
+        touched |= {r["prefix"] for r in old}
+    return sorted(touched) if len(touched) <= MAX_PATCHED_PREFIXES else None
+
+
 async def import_rates(
     pool: asyncpg.Pool, carrier: str, rows: Sequence[DeckRow], *, replace: bool
 ) -> ImportResult:
@@ -46,13 +65,17 @@ async def import_rates(
 
     async def work(conn: Conn) -> ImportResult:
         carrier_id = await resolve_carrier(conn, carrier)
-        # One change row for the deck instead of one per rate row (changes.sql): the
-        # follower then builds a new generation, so no decision sees half a deck.
+        # One change row for the deck instead of one per rate row (changes.sql). It
+        # names the prefixes the import touches when they are few enough for the
+        # follower to recompile just those in one MULTI; else none, and the follower
+        # builds a new generation. Either way no decision sees half a deck.
+        touched = await _touched_prefixes(conn, carrier_id, rows, replace=replace)
         await conn.execute("SET LOCAL sipdata.capture = 'off'")
         await conn.execute(
-            "INSERT INTO sipdata_changes (table_name, op, new_keys) "
-            "VALUES ('lcr_rates', 'B', jsonb_build_object('carrier_id', $1::text))",
+            "INSERT INTO sipdata_changes (table_name, op, new_keys) VALUES ('lcr_rates', 'B', "
+            "jsonb_build_object('carrier_id', $1::text, 'prefixes', $2::text[]))",
             carrier_id,
+            touched,
         )
         # unnest() batches instead of COPY into a temp table: the same statement runs
         # on CockroachDB, where temporary tables are still experimental.

@@ -26,6 +26,8 @@ from sipdata.decide.routes import trunk_address
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# Changed LCR prefixes read one index range each up to this many; above, one scan.
+INDEXED_ROOTS = 100
 
 # -- trunks -------------------------------------------------------------------
 
@@ -348,8 +350,14 @@ class Store:
                     f"{_RATE_SQL} AND prefix = ANY($2::varchar[])", today, list(ancestors)
                 )
             )
-            for root in roots:
-                rows += await conn.fetch(f"{_RATE_SQL} AND prefix LIKE $2", today, f"{root}%")
+            patterns = [f"{root}%" for root in roots]
+            if len(patterns) <= INDEXED_ROOTS:
+                for pattern in patterns:  # each an index range read
+                    rows += await conn.fetch(f"{_RATE_SQL} AND prefix LIKE $2", today, pattern)
+            else:  # one scan beats thousands of range reads
+                rows += await conn.fetch(
+                    f"{_RATE_SQL} AND prefix LIKE ANY($2::varchar[])", today, patterns
+                )
         return [_rate(r) for r in rows]
 
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:

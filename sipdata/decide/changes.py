@@ -75,7 +75,14 @@ def plan(changes: Iterable[Change]) -> Plan:
     for change in changes:
         table = change.table
         if change.op == "B":
-            out.rebuild = True
+            # A deck import: the prefixes it touched, when it could name them.
+            named = (change.new or {}).get("prefixes")
+            if isinstance(named, list):
+                out.prefixes |= {str(p) for p in named}
+                out.carriers |= change.values("carrier_id")
+                out.orgs |= change.values("carrier_id")
+            else:
+                out.rebuild = True
         elif table == "organizations":
             ids = change.values("id")
             out.orgs |= ids

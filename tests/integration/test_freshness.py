@@ -21,6 +21,7 @@ from sipdata.db import provision
 from sipdata.db.changes import ChangeLog
 from sipdata.db.provision import demo_id
 from sipdata.decide import digest
+from sipdata.decide.changes import MAX_PATCHED_PREFIXES
 from sipdata.decide.invite import InviteQuery
 from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import StoreRejected
@@ -279,11 +280,28 @@ async def test_a_failed_deck_import_leaves_the_old_deck_whole(
     assert (after["prefix"], after["offers"]) == (before["prefix"], before["offers"])
 
 
-async def test_a_deck_import_switches_whole(
+async def test_a_small_deck_import_is_patched_in_place(
+    api: Api, pool: asyncpg.Pool, follower: Follower, cache: Cache
+) -> None:
+    """Importing a carrier's deck of a few prefixes recompiles only those prefixes and
+    the ones under them, in place: no new generation."""
+    gen = await cache.current_generation()
+    rows = [DeckRow("1212", Decimal("0.0001"), dt.date(2025, 1, 1), None, 1, None)]
+    await provision.import_rates(pool, ALPHA, rows, replace=True)
+    assert await follower.step() >= 1
+    await api.refresh()
+    assert await cache.current_generation() == gen
+    _, body = await api.get("/v1/lcr", number="12125551234")
+    assert body["offers"][0]["carrier_id"] == ALPHA and body["prefix"] == "12125"
+    _, uk = await api.get("/v1/lcr", number="442071234567")
+    assert ALPHA not in [o["carrier_id"] for o in uk["offers"]]  # replaced: 44 is gone
+
+
+async def test_a_big_deck_import_switches_whole(
     api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
 ) -> None:
-    """A deck import is one change that builds a new generation: until the switch the
-    decisions see the old deck, after it the new one, never a mix."""
+    """A deck too big to patch in one MULTI builds a new generation: until the switch
+    the decisions see the old deck, after it the new one, never a mix."""
     seen: list[list[str]] = []
 
     async def before_switch(_gen: int) -> None:
@@ -292,7 +310,11 @@ async def test_a_deck_import_switches_whole(
         seen.append([o["carrier_id"] for o in mid["offers"]])
 
     follower = Follower(warmer(settings, cache, pool, before_switch=before_switch), ChangeLog(pool))
-    rows = [DeckRow("1", Decimal("0.0001"), dt.date(2025, 1, 1), None, 1, None)]
+    start = dt.date(2025, 1, 1)
+    rows = [DeckRow("1", Decimal("0.0001"), start, None, 1, None)] + [
+        DeckRow(f"3{i:06d}", Decimal("0.01"), start, None, 1, None)
+        for i in range(MAX_PATCHED_PREFIXES)
+    ]
     await provision.import_rates(pool, ALPHA, rows, replace=True)
     assert await follower.step() >= 1
     await api.refresh()

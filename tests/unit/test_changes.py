@@ -56,9 +56,13 @@ def test_each_table_names_the_roots_it_touches(row: Change, field: str, expected
 
 
 def test_a_bulk_change_or_too_many_prefixes_rebuilds() -> None:
-    """A deck import (op B) and more changed prefixes than a patch should carry build a
-    new generation; an unknown table is reported, not guessed at."""
+    """A deck import (op B) that could not name its prefixes, and more changed prefixes
+    than a patch should carry, build a new generation; one that named them recompiles
+    those; an unknown table is reported, not guessed at."""
     assert plan([change("lcr_rates", None, {"carrier_id": "c"}, "B")]).rebuild
+    assert plan([change("lcr_rates", None, {"carrier_id": "c", "prefixes": None}, "B")]).rebuild
+    named = plan([change("lcr_rates", None, {"carrier_id": "c", "prefixes": ["1", "44"]}, "B")])
+    assert not named.rebuild and named.prefixes == {"1", "44"} and named.carriers == {"c"}
     many = [
         change("lcr_rates", None, {"prefix": str(10**6 + i)}, "I")
         for i in range(MAX_PATCHED_PREFIXES + 1)
