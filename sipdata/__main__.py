@@ -9,17 +9,17 @@ import getpass
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from sipdata.cache.client import Cache
 from sipdata.cache.live import Entry, LiveState
+from sipdata.db import decks, provision
 from sipdata.db import migrate as migrate_mod
-from sipdata.db import provision
 from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
@@ -105,10 +105,10 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
         await redis.close()
 
 
-def _read_deck(path: Path) -> list[ratedeck.DeckRow]:
+def _deck_rows(fh: TextIO) -> Iterator[ratedeck.DeckRow]:
+    """The file's rows as they are parsed; bytes that are not UTF-8 name their line."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            return ratedeck.parse(fh)
+        yield from ratedeck.rows(fh)
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
 
@@ -116,16 +116,17 @@ def _read_deck(path: Path) -> list[ratedeck.DeckRow]:
 async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        rows = await asyncio.to_thread(_read_deck, path)
+        fh = await asyncio.to_thread(path.open, newline="", encoding="utf-8")
     except OSError as exc:
         print(f"sipdata import-rates: {path}: {exc.strerror}", file=sys.stderr)
         return 1
 
-    async def work(pool: Any) -> provision.ImportResult:
-        return await provision.import_rates(pool, args.carrier, rows, replace=args.replace)
+    async def work(pool: Any) -> decks.ImportResult:
+        # Parsed while written: a bad line rolls the whole import back, naming the line.
+        return await decks.import_rates(pool, args.carrier, _deck_rows(fh), replace=args.replace)
 
-    result = await _with_pool(settings, work)
-    rows.clear()  # a million parsed rows need not live on through the warm (make bench)
+    with fh:
+        result = await _with_pool(settings, work)
     out: dict[str, Any] = {
         "carrier_id": result.carrier_id,
         "rows": result.rows,

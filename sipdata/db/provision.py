@@ -1,11 +1,10 @@
-"""Provisioning writes: rate-deck import and the demo data set (all-or-nothing transactions)."""
+"""Provisioning writes: the demo data set (an all-or-nothing transaction)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -13,111 +12,6 @@ import asyncpg
 
 from sipdata.db.pool import Conn, in_transaction
 from sipdata.decide import digest
-from sipdata.decide.changes import MAX_PATCHED_PREFIXES
-from sipdata.decide.ratedeck import DeckRow
-from sipdata.errors import InputError
-
-IMPORT_BATCH = 10_000  # rows per statement: bounded message size, few round trips
-
-
-@dataclass(frozen=True, slots=True)
-class ImportResult:
-    carrier_id: str
-    rows: int
-    removed: int
-
-
-async def resolve_carrier(conn: Conn, carrier: str) -> str:
-    rows = await conn.fetch(
-        "SELECT id::text AS id FROM organizations WHERE id::text = $1 OR name = $1", carrier
-    )
-    if not rows:
-        raise InputError(f"no organization with id or name {carrier!r}", field="carrier")
-    if len(rows) > 1:
-        raise InputError(
-            f"several organizations are named {carrier!r}; use the id", field="carrier"
-        )
-    return str(rows[0]["id"])
-
-
-async def _touched_prefixes(
-    conn: Conn, carrier_id: str, rows: Sequence[DeckRow], *, replace: bool
-) -> list[str] | None:
-    """The prefixes whose compiled entries an import changes (the new deck's, and with
-    `replace` the old deck's too), or None past MAX_PATCHED_PREFIXES."""
-    touched = {r.prefix for r in rows}
-    if len(touched) > MAX_PATCHED_PREFIXES:
-        return None
-    if replace:
-        old = await conn.fetch(
-            "SELECT DISTINCT prefix FROM lcr_rates WHERE carrier_id = $1::uuid LIMIT $2",
-            carrier_id,
-            MAX_PATCHED_PREFIXES + 1,
-        )
-        touched |= {r["prefix"] for r in old}
-    return sorted(touched) if len(touched) <= MAX_PATCHED_PREFIXES else None
-
-
-async def import_rates(
-    pool: asyncpg.Pool, carrier: str, rows: Sequence[DeckRow], *, replace: bool
-) -> ImportResult:
-    """Upsert a whole deck in one transaction; `replace` also drops the carrier's other rows."""
-
-    async def work(conn: Conn) -> ImportResult:
-        carrier_id = await resolve_carrier(conn, carrier)
-        # One change row for the deck instead of one per rate row (changes.sql). It
-        # names the prefixes the import touches when they are few enough for the
-        # follower to recompile just those in one MULTI; else none, and the follower
-        # builds a new generation. Either way no decision sees half a deck.
-        touched = await _touched_prefixes(conn, carrier_id, rows, replace=replace)
-        await conn.execute("SET LOCAL sipdata.capture = 'off'")
-        await conn.execute(
-            "INSERT INTO sipdata_changes (table_name, op, new_keys) VALUES ('lcr_rates', 'B', "
-            "jsonb_build_object('carrier_id', $1::text, 'prefixes', $2::text[]))",
-            carrier_id,
-            touched,
-        )
-        # unnest() batches instead of COPY into a temp table: the same statement runs
-        # on CockroachDB, where temporary tables are still experimental.
-        for start in range(0, len(rows), IMPORT_BATCH):
-            batch = rows[start : start + IMPORT_BATCH]
-            await conn.execute(
-                """INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date, expiry_date,
-                                          priority, description)
-                   SELECT $1::uuid, d.prefix, d.rate, d.effective_date, d.expiry_date,
-                          d.priority, d.description
-                   FROM unnest($2::varchar[], $3::numeric[], $4::date[], $5::date[], $6::int[],
-                               $7::varchar[])
-                        AS d(prefix, rate, effective_date, expiry_date, priority, description)
-                   ON CONFLICT (carrier_id, prefix, effective_date) DO UPDATE
-                   SET rate = EXCLUDED.rate, expiry_date = EXCLUDED.expiry_date,
-                       priority = EXCLUDED.priority, description = EXCLUDED.description""",
-                carrier_id,
-                [r.prefix for r in batch],
-                [r.rate for r in batch],
-                [r.effective_date for r in batch],
-                [r.expiry_date for r in batch],
-                [r.priority for r in batch],
-                [r.description for r in batch],
-            )
-        removed = 0
-        if replace:
-            # NOT EXISTS plans as a hash anti-join; the NOT IN it replaces ran a
-            # nested scan that timed out on a 1,000,000-row deck (make bench).
-            status = await conn.execute(
-                """DELETE FROM lcr_rates r WHERE r.carrier_id = $1::uuid
-                   AND NOT EXISTS (
-                     SELECT 1 FROM unnest($2::varchar[], $3::date[]) AS d(prefix, effective_date)
-                     WHERE d.prefix = r.prefix AND d.effective_date = r.effective_date)""",
-                carrier_id,
-                [r.prefix for r in rows],
-                [r.effective_date for r in rows],
-            )
-            removed = int(status.split()[-1])
-        return ImportResult(carrier_id, len(rows), removed)
-
-    return await in_transaction(pool, work)
-
 
 # -- demo data ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ only the entry at the longest compiled prefix of the number.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ _STORED_DEFAULTS: tuple[Any, ...] = (None, None, None, "", 0, 100)
 _MICRO = Decimal("0.000001")  # lcr_rates.rate is DECIMAL(10, 6)
 
 
+# Few carriers, a million rows each: their ids are converted once.
+@functools.lru_cache(maxsize=4096)
 def _compact_id(carrier_id: str) -> str:
     return carrier_id.replace("-", "") if is_uuid(carrier_id) else carrier_id
 
 
+@functools.lru_cache(maxsize=4096)
 def _full_id(stored: str) -> str:
     if len(stored) == 32 and is_uuid(stored):
         return str(uuid.UUID(stored))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -95,6 +95,13 @@ def _row(raw: dict[str, str], line: int) -> DeckRow:
 
 def parse(lines: Iterable[str]) -> list[DeckRow]:
     """All rows of a deck, or ImportFileError for the first bad line (nothing partial)."""
+    return list(rows(lines))
+
+
+def rows(lines: Iterable[str]) -> Iterator[DeckRow]:
+    """The rows of a deck as they are read, each validated; ImportFileError at the first
+    bad line (the header's as soon as it is read). An importer writing them as they
+    come keeps the import all-or-nothing by its transaction (db/provision.py)."""
     reader = csv.reader(lines)
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -110,7 +117,6 @@ def parse(lines: Iterable[str]) -> list[DeckRow]:
         raise ImportFileError(f"missing column {missing[0]!r}", line=1, field=missing[0])
     if len(set(header)) != len(header):
         raise ImportFileError("a column appears twice", line=1)
-    rows: list[DeckRow] = []
     seen: dict[tuple[str, dt.date], int] = {}
     try:
         for values in reader:
@@ -131,9 +137,8 @@ def parse(lines: Iterable[str]) -> list[DeckRow]:
                     field="prefix",
                 )
             seen[key] = line
-            rows.append(row)
+            yield row
     except csv.Error as exc:
         raise ImportFileError(f"unreadable CSV: {exc}", line=reader.line_num) from None
-    if not rows:
+    if not seen:
         raise ImportFileError("the file has no rate rows", line=reader.line_num or 1)
-    return rows

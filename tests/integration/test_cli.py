@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,6 +97,26 @@ async def test_replace_drops_rows_missing_from_the_file(
     result = run(settings, "import-rates", str(deck), "--carrier", BRAVO, "--replace", "--no-warm")
     assert result.returncode == 0, result.stderr
     assert await bravo_rows(pool) == [("1", "0.004000")]
+    out = json.loads(result.stdout)
+    assert (out["rows"], out["removed"]) == (1, 3)  # 1@2024-01-01, 44 and 1900 went
+
+
+async def test_a_bad_line_past_the_first_batches_leaves_the_old_deck_whole(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The deck is written while it is parsed: a bad line after 25,000 good rows (several
+    batches already sent) still names its line and rolls every row back, the old
+    rows deleted by --replace included; no deck change is queued."""
+    before = await bravo_rows(pool)
+    deck = tmp_path / "long.csv"
+    good = "".join(f"7{i:06d},0.01,2025-01-01\n" for i in range(25_000))
+    deck.write_text(f"prefix,rate,effective_date\n{good}7x,0.01,2025-01-01\n")
+    result = run(settings, "import-rates", str(deck), "--carrier", BRAVO, "--replace")
+    assert result.returncode == 1
+    assert f"{deck}: line 25002: field prefix:" in result.stderr
+    assert await bravo_rows(pool) == before
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM sipdata_changes WHERE op = 'B'") == 0
 
 
 def test_bad_setting_stops_with_the_variable_named(settings: Settings) -> None:

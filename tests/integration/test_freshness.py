@@ -17,7 +17,7 @@ import pytest
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
-from sipdata.db import provision
+from sipdata.db import decks
 from sipdata.db.changes import ChangeLog
 from sipdata.db.provision import demo_id
 from sipdata.decide import digest
@@ -271,7 +271,7 @@ async def test_a_failed_deck_import_leaves_the_old_deck_whole(
     ]
     bad = DeckRow("1" * 25, Decimal("0.001"), dt.date(2025, 1, 1), None, 1, None)  # > VARCHAR(20)
     with pytest.raises(StoreRejected):
-        await provision.import_rates(pool, ALPHA, [*good, bad], replace=True)
+        await decks.import_rates(pool, ALPHA, [*good, bad], replace=True)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM sipdata_changes WHERE op = 'B'") == 0
     await follower.step()
@@ -287,7 +287,7 @@ async def test_a_small_deck_import_is_patched_in_place(
     the ones under them, in place: no new generation."""
     gen = await cache.current_generation()
     rows = [DeckRow("1212", Decimal("0.0001"), dt.date(2025, 1, 1), None, 1, None)]
-    await provision.import_rates(pool, ALPHA, rows, replace=True)
+    await decks.import_rates(pool, ALPHA, rows, replace=True)
     assert await follower.step() >= 1
     await api.refresh()
     assert await cache.current_generation() == gen
@@ -315,7 +315,7 @@ async def test_a_big_deck_import_switches_whole(
         DeckRow(f"3{i:06d}", Decimal("0.01"), start, None, 1, None)
         for i in range(MAX_PATCHED_PREFIXES)
     ]
-    await provision.import_rates(pool, ALPHA, rows, replace=True)
+    await decks.import_rates(pool, ALPHA, rows, replace=True)
     assert await follower.step() >= 1
     await api.refresh()
     _, after = await api.get("/v1/lcr", number="12125551234")

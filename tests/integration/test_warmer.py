@@ -14,7 +14,7 @@ import pytest
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
-from sipdata.db import provision
+from sipdata.db import decks
 from sipdata.db.provision import demo_id
 from sipdata.decide.models import acl_entry_from_json, acl_entry_to_json
 from sipdata.decide.ratedeck import DeckRow
@@ -108,7 +108,7 @@ async def test_redis_out_of_memory_mid_load_keeps_old_generation(
                 DeckRow(f"3{n:07d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
                 for n in range(20_000)
             ]
-            await provision.import_rates(pool, ALPHA, deck, replace=False)
+            await decks.import_rates(pool, ALPHA, deck, replace=False)
             with pytest.raises(CacheUnavailable):
                 await warmer(private_settings, cache, pool).load_once()
             assert await cache.current_generation() == beat["generation"]
@@ -176,12 +176,12 @@ async def test_rate_deck_never_visible_half_loaded(
         DeckRow(f"5{n:05d}", Decimal("0.01"), dt.date(2025, 1, 1), None, 100, None)
         for n in range(30_000)
     ]
-    await provision.import_rates(pool, ALPHA, deck, replace=False)
+    await decks.import_rates(pool, ALPHA, deck, replace=False)
     beat = await warmer(settings, cache, pool).load_once()
     assert beat
     await api.refresh()
     new = [replace(r, rate=Decimal("0.02")) for r in deck]
-    await provision.import_rates(pool, ALPHA, new, replace=False)
+    await decks.import_rates(pool, ALPHA, new, replace=False)
     old_gen = beat["generation"]
 
     async def read(n: int) -> tuple[int | None, str, str]:
