@@ -67,8 +67,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
             functools.partial(load_in_child, settings),
         )
         app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
-        checks: list[ReadyCheck] = [app[WRITEBACK].readiness]
-        app[ops.READY_CHECKS] = checks if settings.writeback_enabled else []
+        checks: list[ReadyCheck] = []
+        if settings.writeback_enabled:
+            checks.append(app[WRITEBACK].readiness)
+        if settings.warmer_enabled:
+            checks.append(app[FOLLOWER].readiness)
+        app[ops.READY_CHECKS] = checks
         try:
             yield
         finally:

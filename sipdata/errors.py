@@ -128,3 +128,10 @@ class WarmFailed(Unavailable):
     lost under it): the previous generation keeps serving, the follower retries."""
 
     code = "warm_failed"
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The database lacks what this release needs (a migration not yet run): said
+    plainly, so an operator reads the fix rather than a traceback."""
+
+    code = "schema_outdated"

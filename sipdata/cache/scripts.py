@@ -223,6 +223,15 @@ class ReplayDeadArgvEach(NamedTuple):
     entry_id: str
 
 
+class HsetPackedKeys(NamedTuple):
+    hash: str
+
+
+class HsetPackedArgv(NamedTuple):
+    fields: bytes
+    ttl_s: int
+
+
 class Empty(NamedTuple):
     pass
 
@@ -239,6 +248,7 @@ class Shape:
 
 SHAPES: dict[str, Shape] = {
     "next_generation": Shape(NextGenerationKeys, NextGenerationArgv),
+    "hset_packed": Shape(HsetPackedKeys, HsetPackedArgv),
     "switch": Shape(SwitchKeys, SwitchArgv, argv_each=SwitchEach),
     "register": Shape(RegisterKeys, RegisterArgv),
     "admit": Shape(AdmitKeys, AdmitArgv),

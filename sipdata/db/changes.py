@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -21,6 +21,7 @@ import structlog
 
 from sipdata.db.pool import translated
 from sipdata.decide.changes import Change
+from sipdata.errors import SchemaOutdated
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,19 @@ def _keys(raw: Any) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+@contextlib.asynccontextmanager
+async def _log(what: str) -> AsyncIterator[None]:
+    """`translated`, plus a missing change log said as what it is."""
+    try:
+        async with translated(what):
+            yield
+    except asyncpg.UndefinedTableError as exc:
+        raise SchemaOutdated(
+            "the database has no sipdata_changes table: run `sipdata migrate` "
+            "(schema version 3 adds the change capture)"
+        ) from exc
+
+
 class ChangeLog:
     """sipdata_changes as the follower reads it."""
 
@@ -43,7 +57,7 @@ class ChangeLog:
 
     async def pending(self, limit: int) -> list[Change]:
         """The oldest committed changes not yet applied."""
-        async with translated("read changes"), self.pool.acquire() as conn:
+        async with _log("read changes"), self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT id, table_name, op, old_keys::text AS old, new_keys::text AS new, "
                 "EXTRACT(EPOCH FROM created_at)::float8 AS at "
@@ -57,18 +71,18 @@ class ChangeLog:
 
     async def waiting(self) -> bool:
         """Whether any change waits (the follower's idle round: one index probe)."""
-        async with translated("check changes"), self.pool.acquire() as conn:
+        async with _log("check changes"), self.pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM sipdata_changes)"))
 
     async def backlog(self, limit: int) -> list[int]:
         """Ids of the pending changes, oldest first, at most `limit`."""
-        async with translated("read change backlog"), self.pool.acquire() as conn:
+        async with _log("read change backlog"), self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT id FROM sipdata_changes ORDER BY id LIMIT $1", limit)
         return [r["id"] for r in rows]
 
     async def done(self, ids: Sequence[int]) -> None:
         """Forget applied changes (after Redis holds them: a crash before re-applies)."""
-        async with translated("drop applied changes"), self.pool.acquire() as conn:
+        async with _log("drop applied changes"), self.pool.acquire() as conn:
             for start in range(0, len(ids), DELETE_CHUNK):
                 await conn.execute(
                     "DELETE FROM sipdata_changes WHERE id = ANY($1::bigint[])",
@@ -77,7 +91,7 @@ class ChangeLog:
 
     async def lag_seconds(self) -> float:
         """Age of the oldest change not yet applied (0 when none waits)."""
-        async with translated("read change lag"), self.pool.acquire() as conn:
+        async with _log("read change lag"), self.pool.acquire() as conn:
             age = await conn.fetchval(
                 "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM sipdata_changes"
             )

@@ -134,13 +134,10 @@ def _did(row: asyncpg.Record, trunk: Trunk | None) -> Did:
 
 
 def _rate(row: asyncpg.Record) -> RateRow:
+    # Positional, in RateRow's field order: a full load makes a million of these.
+    carrier_id, prefix, rate, priority, effective, expiry = row
     return RateRow(
-        carrier_id=row["carrier_id"],
-        prefix=row["prefix"],
-        rate=row["rate"],
-        priority=row["priority"] if row["priority"] is not None else 100,
-        effective=row["effective_date"],
-        expiry=row["expiry_date"],
+        carrier_id, prefix, rate, 100 if priority is None else priority, effective, expiry
     )
 
 

@@ -89,16 +89,15 @@ class RateRow:
         number (at most 6 decimals: exact through a float), days as YYYYMMDD
         numbers, the prefix "" when it is the entry's own, and trailing defaults
         ("", 0 = open-ended, 100) left off."""
-        out: list[Any] = [
-            _compact_id(self.carrier_id),
-            float(self.rate),
-            _yyyymmdd(self.effective),
-            "" if self.prefix == entry_prefix else self.prefix,
-            _yyyymmdd(self.expiry) if self.expiry else 0,
-            self.priority,
-        ]
-        while len(out) > 3 and out[-1] == _STORED_DEFAULTS[len(out) - 1]:
-            out.pop()
+        out: list[Any] = [_compact_id(self.carrier_id), float(self.rate), _yyyymmdd(self.effective)]
+        own = self.prefix == entry_prefix
+        if self.expiry is None and self.priority == 100:  # most rows: no tail at all
+            if not own:
+                out.append(self.prefix)
+            return out
+        out += ["" if own else self.prefix, _yyyymmdd(self.expiry) if self.expiry else 0]
+        if self.priority != 100:
+            out.append(self.priority)
         return out
 
     @classmethod
@@ -174,6 +173,8 @@ def resolve(entry: Sequence[RateRow], day: dt.date) -> list[Offer]:
 
 def _covers_from(rows: Sequence[RateRow], day: dt.date) -> bool:
     """Whether some row of `rows` is in effect on every day from `day` on."""
+    if len(rows) == 1:  # most prefixes of a deck: one row, open-ended or not
+        return rows[0].effective <= day and rows[0].expiry is None
     cursor = day
     for row in sorted(rows, key=lambda r: r.effective):
         if row.effective > cursor:
@@ -231,10 +232,9 @@ class DeckCompiler:
         while stack and not prefix.startswith(stack[-1][0]):
             stack.pop()
         inherited = stack[-1][1] if stack else {}
-        merged: dict[str, list[RateRow]] = {}
-        for carrier_id in inherited.keys() | own.keys():
-            mine = own.get(carrier_id, [])
-            if mine and _covers_from(mine, self.today):
+        merged = dict(inherited)  # carriers without rows here keep their ancestor's
+        for carrier_id, mine in own.items():
+            if _covers_from(mine, self.today):
                 merged[carrier_id] = mine
             else:
                 merged[carrier_id] = mine + inherited.get(carrier_id, [])

@@ -35,6 +35,8 @@ FullLoad = Callable[[str], Awaitable[None]]
 # by batch; and how many ids are read at most to be deleted after it (the rest is
 # patched on).
 REBUILD_BATCHES = 10
+# A follower failing this long makes its node unready (a blip of one round does not).
+FAILING_UNREADY_S = 10.0
 MAX_BACKLOG_READ = 2_000_000
 
 
@@ -60,6 +62,8 @@ class Follower:
         self.held_lock = False  # whether the last round was this node's to run
         self.idle = False  # whether the last round found nothing to do
         self._patchable: int | None = None  # the generation last seen to be patchable
+        self.failing_since: float | None = None  # monotonic time of the first failed round
+        self.last_error = ""
         self._beat_at = 0.0
 
     async def _full_due(self) -> bool:
@@ -165,6 +169,23 @@ class Follower:
         await self.cache.write_heartbeat(beat, keys.HEARTBEAT_TTL_S)
         self._beat_at = time.monotonic()
 
+    def _failed(self, error: str) -> None:
+        self.metrics.follow_errors.inc()
+        self.last_error = error
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    async def readiness(self, detail: dict[str, object]) -> str | None:
+        """Why /ready should say no: this node's follower has failed every round for
+        FAILING_UNREADY_S (changes are not reaching decisions), with the error."""
+        if self.failing_since is None:
+            return None
+        failing = time.monotonic() - self.failing_since
+        detail["follower_failing_s"] = round(failing, 1)
+        if failing < FAILING_UNREADY_S:
+            return None
+        return f"change follower failing for {failing:.0f}s: {self.last_error}"
+
     async def _wait(self, delay: float) -> None:
         """Sleep `delay`, or less if a NOTIFY comes first."""
         if self.wakeup is None:
@@ -185,16 +206,17 @@ class Follower:
                     await self.wakeup.ensure()
                 try:
                     applied = await self.step()
+                    self.failing_since = None
                     await self._heartbeat()
                     # A full batch means more wait: go again at once.
                     full = applied >= self.settings.change_batch
                     delay = 0.0 if full else self.settings.change_poll_s
                 except SipdataError as exc:
-                    self.metrics.follow_errors.inc()
+                    self._failed(exc.message)
                     log.warning("follow_failed", error=exc.message)
                     delay = max(self.settings.change_poll_s, 1.0)
-                except Exception:
-                    self.metrics.follow_errors.inc()
+                except Exception as exc:
+                    self._failed(f"{exc.__class__.__name__}: {exc}")
                     log.exception("follow_crashed")
                     delay = max(self.settings.change_poll_s, 1.0)
         finally:

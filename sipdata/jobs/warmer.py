@@ -152,23 +152,35 @@ class Warmer:
 
     async def _deck(self, gen: int, groups: RateGroups, today: dt.date) -> tuple[int, int]:
         """Compile the streamed decks into the generation's LCR hash, a batch at a time:
-        (rate rows read, entries written). Memory is one batch and the ancestor chain."""
+        (rate rows read, entries written). Memory is two batches and the ancestor chain:
+        one batch is written while the next is compiled."""
         compiler = lcr.DeckCompiler(today)
         batch: dict[str, bytes] = {}
         rows = entries = 0
-        async for prefix, group in groups:
-            rows += len(group)
-            entry = compiler.push(prefix, group)
-            if entry is None:
-                continue
-            batch[prefix] = _dump(lcr.stored_entry(prefix, entry))
-            if len(batch) >= DECK_BATCH:
-                await self.cache.write_hash(keys.KIND_LCR, gen, batch)
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for prefix, group in groups:
+                rows += len(group)
+                entry = compiler.push(prefix, group)
+                if entry is None:
+                    continue
+                batch[prefix] = _dump(lcr.stored_entry(prefix, entry))
+                if len(batch) >= DECK_BATCH:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(
+                        self.cache.write_packed(keys.KIND_LCR, gen, batch)
+                    )
+                    entries += len(batch)
+                    batch = {}
+            if writing is not None:
+                await writing
+            if batch:
+                await self.cache.write_packed(keys.KIND_LCR, gen, batch)
                 entries += len(batch)
-                batch = {}
-        if batch:
-            await self.cache.write_hash(keys.KIND_LCR, gen, batch)
-            entries += len(batch)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()  # a failed read: the half-written generation expires
         return rows, entries
 
     async def load_once(self) -> dict[str, Any] | None:

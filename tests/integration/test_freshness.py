@@ -24,7 +24,8 @@ from sipdata.decide import digest
 from sipdata.decide.changes import MAX_PATCHED_PREFIXES
 from sipdata.decide.invite import InviteQuery
 from sipdata.decide.ratedeck import DeckRow
-from sipdata.errors import StoreRejected
+from sipdata.errors import SchemaOutdated, StoreRejected
+from sipdata.jobs import follow
 from sipdata.jobs.follow import Follower
 from sipdata.serving import probes
 from sipdata.settings import Settings
@@ -384,3 +385,32 @@ async def test_a_bulk_edit_by_hand_is_one_full_load(
     await api.refresh()
     _, body = await api.get("/v1/lcr", number="19990150123")
     assert body["prefix"] == "19990150"
+
+
+async def test_a_database_without_the_change_log_is_named_not_a_traceback(
+    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator who upgraded without `sipdata migrate`: the follower's rounds fail
+    with the fix named, decisions go on from the generation, and readiness says why."""
+    monkeypatch.setattr(follow, "FAILING_UNREADY_S", 0.0)
+    follower = Follower(warmer(settings, cache, pool), ChangeLog(pool))
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE sipdata_changes RENAME TO sipdata_changes_away")
+    try:
+        with pytest.raises(SchemaOutdated, match="run `sipdata migrate`"):
+            await follower.step()
+        task = asyncio.create_task(follower.run())
+        try:
+
+            async def unready() -> str | None:
+                return await follower.readiness({})
+
+            reason = await eventually(unready, "the follower's failure in readiness")
+            assert "sipdata migrate" in reason
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert (await api.decide(**CALL))["verdict"] == "route"
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("ALTER TABLE sipdata_changes_away RENAME TO sipdata_changes")
