@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 import redis
 
-from bench.procs import cpu_seconds, env_for, serving, sipdata_cmd
+from bench.procs import cpu_seconds, env_for, serving, sipdata, sipdata_cmd
 
 DATABASE, REDIS_DB = "sipdata_bench_deck", 9
 PROBE_RATE = "0.000777"  # only the new deck carries this rate: seeing it means "live"
@@ -57,8 +57,8 @@ async def _forget_decks() -> None:
             # Housekeeping, not an edit to follow: prepare() warms afterwards.
             await conn.execute("SET LOCAL sipdata.capture = 'off'")
             await conn.execute(
-                "DELETE FROM lcr_rates WHERE carrier_id IN "
-                "(SELECT id FROM organizations WHERE name = 'Alpha Telecom')"
+                "DELETE FROM lcr_rates WHERE carrier_id IN (SELECT id FROM organizations "
+                "WHERE name = 'Alpha Telecom' OR name LIKE 'Bench Carrier %')"
             )
             if await conn.fetchval("SELECT to_regclass('sipdata_changes') IS NOT NULL"):
                 await conn.execute("DELETE FROM sipdata_changes")
@@ -185,7 +185,9 @@ def run(results: Path, *, quick: bool) -> dict[str, Any]:
         lcr_bytes = int(r.memory_usage(lcr_key, samples=0) or 0)
         mem1 = int(r.info("memory")["used_memory"])
     peak_kib = int(proc.stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
+    decks = None if quick else ten_decks(results, deck)
     return {
+        "ten_decks": decks,
         "prefixes": rows,
         "command": " ".join(cmd),
         "import_s": round(imported, 1),
@@ -204,6 +206,62 @@ def run(results: Path, *, quick: bool) -> dict[str, Any]:
     }
 
 
+async def _bench_carriers(dsn: str, n: int) -> list[str]:
+    """`n` more carrier orgs (made once, kept), for decks of their own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        names = [f"Bench Carrier {k}" for k in range(1, n + 1)]
+        for name in names:
+            await conn.execute(
+                "INSERT INTO organizations (name) SELECT $1::varchar "
+                "WHERE NOT EXISTS (SELECT 1 FROM organizations WHERE name = $1::varchar)",
+                name,
+            )
+        return names
+    finally:
+        await conn.close()
+
+
+def ten_decks(results: Path, deck: Path) -> dict[str, Any]:
+    """Nine more carriers import the same 1,000,000 prefixes (10,000,000 rate rows in
+    all) while no sipdata runs; then `serve` starts, its follower finds the deck
+    changes and makes one full load: its time, the child's peak memory (it streams,
+    so the same as for one deck), and Redis bytes per compiled prefix and per row."""
+    env = env_for(DATABASE, REDIS_DB)
+    names = asyncio.run(_bench_carriers(env["SIPDATA_DATABASE_URL"], 9))
+    t0 = time.monotonic()
+    for name in names:
+        sipdata(env, "import-rates", str(deck), "--carrier", name, "--replace", "--no-warm")
+    imported = time.monotonic() - t0
+    r = redis.Redis(db=REDIS_DB)
+    before = int(r.get("routing:current") or 0)
+    t1 = time.monotonic()
+    peak = 0
+    # /health, not /ready: until its first full load ends the node is rightly unready.
+    with serving(env, 1, results / "sipdata-decks.log", ready="/health") as (_, pids):
+        while int(r.get("routing:current") or 0) == before:
+            for child in _children(pids[0]):
+                peak = max(peak, _hwm_kib(child))
+            if time.monotonic() - t1 > 1800:
+                raise RuntimeError("the ten decks never went live")
+            time.sleep(0.05)
+        live = time.monotonic() - t1
+        gen = int(r.get("routing:current") or 0)
+        lcr_key = f"route:lcr:g{gen}"
+        fields = int(r.hlen(lcr_key))
+        lcr_bytes = int(r.memory_usage(lcr_key, samples=0) or 0)
+    return {
+        "decks": 10,
+        "rate_rows": 10 * 1_000_000,
+        "nine_imports_s": round(imported, 1),
+        "full_load_live_s": round(live, 1),
+        "full_load_peak_rss_mib": round(peak / 1024),
+        "compiled_entries": fields,
+        "bytes_per_compiled_entry": round(lcr_bytes / fields) if fields else None,
+        "bytes_per_rate_row": round(lcr_bytes / 10_000_000),
+    }
+
+
 def summary_lines(d: dict[str, Any]) -> list[str]:
     return [
         f"Deck import: {d['prefixes']} prefixes, imported in {d['import_s']} s, live after "
@@ -215,4 +273,14 @@ def summary_lines(d: dict[str, Any]) -> list[str]:
         f"({d['swap_samples']} samples at {PACE_RPS}/s); idle serve with the deck loaded "
         f"(follower polling, catalog refreshing): {d['idle_serve_core_fraction'] * 100:.2f} % "
         "of a core"
-    ]
+    ] + (
+        [
+            f"Ten decks ({d['ten_decks']['rate_rows']} rate rows): one full load live in "
+            f"{d['ten_decks']['full_load_live_s']} s after serve started, peak RSS "
+            f"{d['ten_decks']['full_load_peak_rss_mib']} MiB, "
+            f"{d['ten_decks']['bytes_per_compiled_entry']} B per compiled prefix in Redis "
+            f"({d['ten_decks']['bytes_per_rate_row']} B per rate row)"
+        ]
+        if d.get("ten_decks")
+        else []
+    )

@@ -93,7 +93,9 @@ def sipdata(env: Mapping[str, str], *args: str, timeout_s: float = 1800) -> str:
 
 
 @contextlib.contextmanager
-def serving(env: Mapping[str, str], workers: int, log: Path) -> Iterator[tuple[str, list[int]]]:
+def serving(
+    env: Mapping[str, str], workers: int, log: Path, ready: str = "/ready"
+) -> Iterator[tuple[str, list[int]]]:
     """`workers` sipdata processes sharing one port (SO_REUSEPORT); (base URL, pids).
 
     The first runs the background jobs (warmer, write-back); the others only
@@ -116,7 +118,7 @@ def serving(env: Mapping[str, str], workers: int, log: Path) -> Iterator[tuple[s
                 )
             )
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/ready")
+        wait_http(url + ready)
         yield url, [p.pid for p in procs]
     finally:
         stop(procs)
