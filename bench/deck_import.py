@@ -62,6 +62,8 @@ async def _forget_decks() -> None:
             )
             if await conn.fetchval("SELECT to_regclass('sipdata_changes') IS NOT NULL"):
                 await conn.execute("DELETE FROM sipdata_changes")
+        # Millions of deleted rows would otherwise slow the next import's writes.
+        await conn.execute("VACUUM lcr_rates")
     finally:
         await conn.close()
 

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS sipdata_changes (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- The WHEN clause skips a bulk write with capture off (import-rates) without
+-- calling the function per row at all: a million-row DELETE pays nothing.
 -- Arguments: the key columns to record; a name starting with '-' is a column
 -- whose change alone is no change for decisions (counters sipdata writes back,
 -- bookkeeping timestamps), so the write-back of channel counts every few
@@ -67,26 +69,32 @@ $$ LANGUAGE plpgsql;
 
 DROP TRIGGER IF EXISTS sipdata_capture ON organizations;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON organizations
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('id', '-updated_at');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('id', '-updated_at');
 DROP TRIGGER IF EXISTS sipdata_capture ON organization_settings;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON organization_settings
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('org_id', '-updated_at');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('org_id', '-updated_at');
 DROP TRIGGER IF EXISTS sipdata_capture ON sip_trunks;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON sip_trunks
-    FOR EACH ROW EXECUTE FUNCTION
-    sipdata_capture('id', 'org_id', '-channels_in_use', '-updated_at');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('id', 'org_id', '-channels_in_use', '-updated_at');
 DROP TRIGGER IF EXISTS sipdata_capture ON trunk_acl;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON trunk_acl
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('trunk_id');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('trunk_id');
 DROP TRIGGER IF EXISTS sipdata_capture ON phone_numbers;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON phone_numbers
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('number', '-updated_at');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('number', '-updated_at');
 DROP TRIGGER IF EXISTS sipdata_capture ON routing_rules;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON routing_rules
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('org_id', '-updated_at');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('org_id', '-updated_at');
 DROP TRIGGER IF EXISTS sipdata_capture ON lcr_rates;
 CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON lcr_rates
-    FOR EACH ROW EXECUTE FUNCTION sipdata_capture('carrier_id', 'prefix');
+    FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
+    EXECUTE FUNCTION sipdata_capture('carrier_id', 'prefix');
 
 -- A row change of a deck recompiles the prefix and the prefixes under it:
 -- LIKE 'p%' needs a pattern index to find them without reading the deck.

@@ -414,3 +414,21 @@ async def test_a_database_without_the_change_log_is_named_not_a_traceback(
     finally:
         async with pool.acquire() as conn:
             await conn.execute("ALTER TABLE sipdata_changes_away RENAME TO sipdata_changes")
+
+
+async def test_a_trunk_created_then_deleted(api: Api, change: Change) -> None:
+    """A new IP trunk serves at once; deleting it removes its ACL entry from the
+    generation, not only from the database."""
+    trunk_id = demo_id("trunk:temp")
+    await change(
+        "INSERT INTO sip_trunks (id, org_id, name, username, auth_type, allowed_ips)"
+        " VALUES ($1, $2, 'temp', 'temp-gw', 'ip', '[\"10.77.0.0/16\"]')",
+        trunk_id,
+        ACME,
+    )
+    ip = {"source_ip": "10.77.1.2", "to": "12125551234"}
+    assert (await api.decide(**ip))["verdict"] == "route"
+    await change("DELETE FROM sip_trunks WHERE id = $1", trunk_id)
+    assert (await api.decide(**ip))["code"] == 407
+    _, acl_answer = await api.get("/v1/acl", ip="10.77.1.2")
+    assert acl_answer["found"] is False
