@@ -338,9 +338,11 @@ class Store:
         return wanted, rows, {t.id: t for t in trunks}
 
     async def rates_under(
-        self, ancestors: Iterable[str], roots: Iterable[str], today: dt.date
-    ) -> list[RateRow]:
-        """Rows at the prefixes named and at every prefix under a root (index range reads)."""
+        self, ancestors: Iterable[str], roots: Iterable[str], today: dt.date, limit: int
+    ) -> list[RateRow] | None:
+        """Rows at the prefixes named and at every prefix under a root (index range
+        reads), or None when more than `limit` rows lie under the roots: the caller
+        then rebuilds rather than hold and compile them here."""
         async with translated("read changed rates"), self.pool.acquire() as conn:
             rows = list(
                 await conn.fetch(
@@ -348,14 +350,27 @@ class Store:
                 )
             )
             patterns = [f"{root}%" for root in roots]
+            under: list[asyncpg.Record] = []
             if len(patterns) <= INDEXED_ROOTS:
                 for pattern in patterns:  # each an index range read
-                    rows += await conn.fetch(f"{_RATE_SQL} AND prefix LIKE $2", today, pattern)
+                    under += await conn.fetch(
+                        f"{_RATE_SQL} AND prefix LIKE $2 LIMIT $3",
+                        today,
+                        pattern,
+                        limit + 1 - len(under),
+                    )
+                    if len(under) > limit:
+                        return None
             else:  # one scan beats thousands of range reads
-                rows += await conn.fetch(
-                    f"{_RATE_SQL} AND prefix LIKE ANY($2::varchar[])", today, patterns
+                under = await conn.fetch(
+                    f"{_RATE_SQL} AND prefix LIKE ANY($2::varchar[]) LIMIT $3",
+                    today,
+                    patterns,
+                    limit + 1,
                 )
-        return [_rate(r) for r in rows]
+        if len(under) > limit:
+            return None
+        return [_rate(r) for r in rows + under]
 
     async def registrations(self, trunk_ids: Sequence[str]) -> dict[str, Registration]:
         """Live registrations from the database (when Redis cannot say)."""

@@ -21,6 +21,10 @@ from sipdata.decide.lcr import RateRow, compile_deck
 # Above this many changed prefixes a fresh generation costs less than patching
 # the serving one entry by entry, and is all-or-nothing besides.
 MAX_PATCHED_PREFIXES = 20_000
+# Rate rows a patch may read under its changed prefixes (a new row at "1" sits
+# above most of a deck): past it the follower rebuilds in its child process
+# instead of reading and compiling them next to the decisions it serves.
+MAX_PATCHED_ROWS = 50_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ final value of every serving entry they touch (None: delete) as one Patch.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,13 @@ from sipdata.cache import keys
 from sipdata.cache.client import Cache
 from sipdata.db.reads import Store, credential_of
 from sipdata.decide import acl, lcr
-from sipdata.decide.changes import MAX_PATCHED_PREFIXES, Plan, prefix_family, recompile
+from sipdata.decide.changes import (
+    MAX_PATCHED_PREFIXES,
+    MAX_PATCHED_ROWS,
+    Plan,
+    prefix_family,
+    recompile,
+)
 from sipdata.decide.models import Trunk
 from sipdata.jobs.warmer import rules_by_org, trunk_index_entry
 
@@ -176,8 +183,11 @@ class Deriver:
         if not prefixes:
             return
         ancestors, roots = prefix_family(prefixes)
-        rows = await self.store.rates_under(ancestors, roots, today)
-        entries = recompile(rows, prefixes, today)
+        rows = await self.store.rates_under(ancestors, roots, today, MAX_PATCHED_ROWS)
+        if rows is None:
+            raise TooLarge(f"over {MAX_PATCHED_ROWS} rate rows under {len(roots)} changed prefixes")
+        # Off the event loop: serve's decisions share it with this follower.
+        entries = await asyncio.to_thread(recompile, rows, prefixes, today)
         if len(entries) > MAX_PATCHED_PREFIXES:
             raise TooLarge(f"{len(entries)} compiled prefixes under {len(roots)} changed ones")
         for prefix, entry in entries.items():

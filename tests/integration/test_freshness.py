@@ -25,7 +25,7 @@ from sipdata.decide.changes import MAX_PATCHED_PREFIXES
 from sipdata.decide.invite import InviteQuery
 from sipdata.decide.ratedeck import DeckRow
 from sipdata.errors import SchemaOutdated, StoreRejected
-from sipdata.jobs import follow
+from sipdata.jobs import derive, follow
 from sipdata.jobs.follow import Follower
 from sipdata.serving import probes
 from sipdata.settings import Settings
@@ -432,3 +432,23 @@ async def test_a_trunk_created_then_deleted(api: Api, change: Change) -> None:
     assert (await api.decide(**ip))["code"] == 407
     _, acl_answer = await api.get("/v1/acl", ip="10.77.1.2")
     assert acl_answer["found"] is False
+
+
+async def test_a_change_above_too_many_rows_rebuilds_instead_of_patching(
+    api: Api, pool: asyncpg.Pool, follower: Follower, cache: Cache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row at a short prefix sits above much of a deck: past MAX_PATCHED_ROWS rows under
+    it the follower does not read them next to the decisions; it builds a new
+    generation (off the serving loop), which still reflects the change."""
+    await follower.step()  # what the demo load queued
+    monkeypatch.setattr(derive, "MAX_PATCHED_ROWS", 2)
+    gen = await cache.current_generation()
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE lcr_rates SET rate = 0.0001 WHERE carrier_id = $1 AND prefix = '1'", ALPHA
+        )
+    assert await follower.step() == 1
+    await api.refresh()
+    assert await cache.current_generation() != gen
+    _, body = await api.get("/v1/lcr", number="13105551234")
+    assert body["offers"][0]["carrier_id"] == ALPHA
