@@ -58,7 +58,6 @@ class Plan:
     carriers: set[str] = field(default_factory=set)
     prefixes: set[str] = field(default_factory=set)  # LCR prefixes (and those under them)
     rebuild: bool = False  # a bulk change: build a new generation instead
-    unknown: list[int] = field(default_factory=list)  # change ids of tables not followed
 
     @property
     def empty(self) -> bool:
@@ -108,8 +107,7 @@ def plan(changes: Iterable[Change]) -> Plan:
             # A carrier's first or last rate row makes its trunks carriers or not.
             out.carriers |= carriers
             out.orgs |= carriers
-        else:
-            out.unknown.append(change.id)
+        # Any other table has no trigger (changes.sql): nothing decisions read.
     if len(out.prefixes) > MAX_PATCHED_PREFIXES:
         out.rebuild = True
     return out
@@ -121,7 +119,7 @@ def prefix_family(prefixes: Iterable[str]) -> tuple[set[str], set[str]]:
     (a changed prefix below another changed one adds nothing)."""
     roots: set[str] = set()
     for p in sorted(prefixes, key=len):
-        if not any(p.startswith(r) for r in roots):
+        if not any(p[:n] in roots for n in range(1, len(p))):  # O(length), not O(roots)
             roots.add(p)
     ancestors = {r[:n] for r in roots for n in range(1, len(r))}
     return ancestors - roots, roots

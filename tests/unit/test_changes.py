@@ -58,7 +58,7 @@ def test_each_table_names_the_roots_it_touches(row: Change, field: str, expected
 def test_a_bulk_change_or_too_many_prefixes_rebuilds() -> None:
     """A deck import (op B) that could not name its prefixes, and more changed prefixes
     than a patch should carry, build a new generation; one that named them recompiles
-    those; an unknown table is reported, not guessed at."""
+    those; a table decisions do not read changes nothing."""
     assert plan([change("lcr_rates", None, {"carrier_id": "c"}, "B")]).rebuild
     assert plan([change("lcr_rates", None, {"carrier_id": "c", "prefixes": None}, "B")]).rebuild
     named = plan([change("lcr_rates", None, {"carrier_id": "c", "prefixes": ["1", "44"]}, "B")])
@@ -68,17 +68,26 @@ def test_a_bulk_change_or_too_many_prefixes_rebuilds() -> None:
         for i in range(MAX_PATCHED_PREFIXES + 1)
     ]
     assert plan(many).rebuild
-    odd = plan([Change(9, "invoices", "I", None, {"id": "x"})])
-    assert odd.unknown == [9] and odd.empty
+    assert plan([Change(9, "invoices", "I", None, {"id": "x"})]).empty
 
 
 def test_prefix_family_keeps_the_shortest_roots() -> None:
     """A changed prefix under another changed one adds no root; ancestors are the strict
     prefixes of the roots."""
-    ancestors, roots = prefix_family({"12", "123", "44"})
-    assert roots == {"12", "44"}
+    ancestors, roots = prefix_family({"12", "123", "44", "4412", "9"})
+    assert roots == {"12", "44", "9"}
     assert ancestors == {"1", "4"}
     assert under("1299", roots) and not under("1", roots)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.text(alphabet="0123", min_size=1, max_size=5), max_size=30))
+def test_roots_are_the_changed_prefixes_with_no_changed_ancestor(changed: set[str]) -> None:
+    """Every changed prefix is a root or under one, and no root is under another."""
+    ancestors, roots = prefix_family(changed)
+    assert roots <= changed and all(under(p, roots) for p in changed)
+    assert not any(under(r[:n], roots) for r in roots for n in range(1, len(r)))
+    assert not ancestors & roots
 
 
 prefixes = st.text(alphabet="123", min_size=1, max_size=4)
