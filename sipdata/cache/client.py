@@ -217,9 +217,10 @@ class Cache:
                 )
             )
 
-    async def write_packed(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
-        """`write_hash` for big kinds (the LCR hash of a full load): the fields go as
-        JSON arrays through scripts/hset_packed.lua, PACKED_BATCH per call."""
+    async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
+        """Write a generation hash in batches; it expires unless `switch` adopts it. The
+        fields go as JSON arrays through scripts/hset_packed.lua, PACKED_BATCH a call:
+        one string for redis-py to pack instead of two arguments per field."""
         name = keys.gen_key(kind, gen)
         items = [x for field, value in mapping.items() for x in (field, value.decode())]
         step = PACKED_BATCH * 2
@@ -232,18 +233,6 @@ class Cache:
                     client=pipe,
                 )
             await pipe.execute()
-
-    async def write_hash(self, kind: str, gen: int, mapping: Mapping[str, bytes]) -> None:
-        """Write a generation hash in batches; it expires unless `switch` adopts it."""
-        name = keys.gen_key(kind, gen)
-        items = list(mapping.items())
-        async with self.translated(f"write {kind}", bulk=True):
-            for start in range(0, len(items), HSET_BATCH * 10):
-                pipe = self.client.pipeline(transaction=False)
-                for i in range(start, min(start + HSET_BATCH * 10, len(items)), HSET_BATCH):
-                    pipe.hset(name, mapping=dict(items[i : i + HSET_BATCH]))
-                pipe.expire(name, keys.BUILD_TTL_S)
-                await pipe.execute()
 
     async def write_manifest(self, gen: int, doc: Mapping[str, Any]) -> None:
         async with self.translated("write manifest"):

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 import structlog
 
 from sipdata.db.pool import translated
@@ -29,10 +28,8 @@ CHANNEL = "sipdata_changes"
 DELETE_CHUNK = 50_000
 
 
-def _keys(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    doc = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+def _keys(doc: Any) -> dict[str, Any] | None:
+    """A keys column as the pool's jsonb codec decoded it (a JSON object, or None)."""
     return doc if isinstance(doc, dict) else None
 
 
@@ -59,7 +56,7 @@ class ChangeLog:
         """The oldest committed changes not yet applied."""
         async with _log("read changes"), self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, table_name, op, old_keys::text AS old, new_keys::text AS new, "
+                "SELECT id, table_name, op, old_keys AS old, new_keys AS new, "
                 "EXTRACT(EPOCH FROM created_at)::float8 AS at "
                 "FROM sipdata_changes ORDER BY id LIMIT $1",
                 limit,
@@ -89,14 +86,6 @@ class ChangeLog:
                     ids[start : start + DELETE_CHUNK],
                 )
 
-    async def lag_seconds(self) -> float:
-        """Age of the oldest change not yet applied (0 when none waits)."""
-        async with _log("read change lag"), self.pool.acquire() as conn:
-            age = await conn.fetchval(
-                "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM sipdata_changes"
-            )
-        return float(age or 0.0)
-
 
 class Wakeup:
     """A LISTEN connection that sets `event` on every notification of CHANNEL.
@@ -121,7 +110,7 @@ class Wakeup:
             self._conn = await asyncpg.connect(self.dsn, timeout=2.0)
             await self._conn.add_listener(CHANNEL, self._notified)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            self._conn = None
+            await self.close()  # a connection whose LISTEN failed is not kept open
             log.info("change_wakeup_unavailable", error=str(exc))
 
     async def close(self) -> None:

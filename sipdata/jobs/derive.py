@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import structlog
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
@@ -28,14 +27,8 @@ from sipdata.decide.changes import (
     prefix_family,
     recompile,
 )
-from sipdata.decide.models import Trunk
-from sipdata.jobs.warmer import rules_by_org, trunk_index_entry
-
-log = structlog.get_logger(__name__)
-
-
-def _dump(value: Any) -> bytes:
-    return orjson.dumps(value, default=str)
+from sipdata.decide.models import Trunk, acl_entry_from_json
+from sipdata.jobs.warmer import dump, rules_by_org, trunk_index_entry
 
 
 @dataclass(slots=True)
@@ -65,15 +58,6 @@ class TooLarge(Exception):
     """The change touches more compiled prefixes than a patch should carry."""
 
 
-def _owners(raw: bytes | None) -> list[Trunk]:
-    if raw is None:
-        return []
-    doc = orjson.loads(raw)
-    # The generation's bare list of owners (see warmer.build_payload).
-    items = doc if isinstance(doc, list) else doc.get("owners", [])
-    return [Trunk.from_json(d) for d in items]
-
-
 class Deriver:
     """Computes the patch for one plan against one serving generation."""
 
@@ -99,7 +83,7 @@ class Deriver:
         users = {trunk_id: c.username if c else None for trunk_id, c in creds.items()}
         for cred in creds.values():
             if cred is not None:
-                out.put(keys.KIND_CRED, cred.username, _dump(cred.to_json()))
+                out.put(keys.KIND_CRED, cred.username, dump(cred.to_json()))
         for trunk_id in plan.trunks:
             now.setdefault(trunk_id, None)
         if not now:
@@ -132,10 +116,11 @@ class Deriver:
         current = await self.cache.hmget(keys.KIND_ACL, gen, wanted)
         added: dict[int, set[int]] = {4: set(), 6: set()}
         for cidr, raw in zip(wanted, current, strict=True):
-            owners = [o for o in _owners(raw) if o.id not in now]
+            before = acl_entry_from_json(orjson.loads(raw), cidr)[1] if raw else ()
+            owners = [o for o in before if o.id not in now]
             owners += [t for t in now.values() if t and t.auth_type == "ip" and cidr in t.networks]
             if owners:
-                out.put(keys.KIND_ACL, cidr, _dump([o.to_json() for o in owners]))
+                out.put(keys.KIND_ACL, cidr, dump([o.to_json() for o in owners]))
                 net = acl.parse_network(cidr)
                 added[net.version].add(net.prefixlen)
             else:
@@ -154,9 +139,9 @@ class Deriver:
     ) -> None:
         if not numbers and not trunks:
             return
-        found = await self.store.changed_dids(numbers, trunks)
+        found = await self.store.dids(numbers, trunks)
         for number, did in found.items():
-            out.put(keys.KIND_DID, number, _dump(did.to_json()))
+            out.put(keys.KIND_DID, number, dump(did.to_json()))
         for number in numbers - found.keys():
             out.drop(keys.KIND_DID, number)
 
@@ -164,11 +149,9 @@ class Deriver:
         if not orgs and not trunks:
             return
         wanted, rows, targets = await self.store.changed_rules(orgs, trunks)
-        custom, invalid = rules_by_org(rows, targets)
+        custom, _ = rules_by_org(rows, targets)  # it logs each rule it leaves out
         for org_id in wanted:
             out.put(keys.KIND_CUSTOM, org_id, custom.get(org_id))
-        if invalid:
-            log.warning("rules_left_out", invalid=invalid)
 
     async def _carriers(self, ids: set[str], out: Patch) -> None:
         if not ids:
@@ -176,7 +159,7 @@ class Deriver:
         found = await self.store.carriers(sorted(ids))
         for carrier_id in ids:
             carrier = found.get(carrier_id)
-            out.put(keys.KIND_CARRIER, carrier_id, _dump(carrier.to_json()) if carrier else None)
+            out.put(keys.KIND_CARRIER, carrier_id, dump(carrier.to_json()) if carrier else None)
 
     async def _rates(self, prefixes: set[str], today: dt.date, out: Patch) -> None:
         """Recompile the changed prefixes and every compiled prefix under them."""
@@ -191,5 +174,5 @@ class Deriver:
         if len(entries) > MAX_PATCHED_PREFIXES:
             raise TooLarge(f"{len(entries)} compiled prefixes under {len(roots)} changed ones")
         for prefix, entry in entries.items():
-            value = _dump(lcr.stored_entry(prefix, entry)) if entry else None
+            value = dump(lcr.stored_entry(prefix, entry)) if entry else None
             out.put(keys.KIND_LCR, prefix, value)

@@ -35,9 +35,9 @@ FullLoad = Callable[[str], Awaitable[None]]
 # by batch; and how many ids are read at most to be deleted after it (the rest is
 # patched on).
 REBUILD_BATCHES = 10
+MAX_BACKLOG_READ = 2_000_000
 # A follower failing this long makes its node unready (a blip of one round does not).
 FAILING_UNREADY_S = 10.0
-MAX_BACKLOG_READ = 2_000_000
 
 
 class Follower:
@@ -59,8 +59,9 @@ class Follower:
         self.wakeup = wakeup
         self.full_load = full_load
         self.last_full = 0.0  # monotonic time of this node's last full load
-        self.held_lock = False  # whether the last round was this node's to run
-        self.idle = False  # whether the last round found nothing to do
+        # The last round wanted the lock and another node held it: this node then says
+        # nothing of whether changes flow (the heartbeat is the holder's to refresh).
+        self.locked_out = False
         self._patchable: int | None = None  # the generation last seen to be patchable
         self.failing_since: float | None = None  # monotonic time of the first failed round
         self.last_error = ""
@@ -95,13 +96,11 @@ class Follower:
         """One round: nothing when nothing is due (two reads); else, under the warmer
         lock, a full load if due, then the pending changes. Returns how many changes
         were applied (0 also when another node holds the lock)."""
-        self.held_lock = False
+        self.locked_out = False
         if not await self._full_due() and not await self.changes.waiting():
-            self.idle = True
             return 0
-        self.idle = False
-        self.held_lock = await self.cache.acquire_lock(self.warmer.owner, keys.BUILD_TTL_S)
-        if not self.held_lock:
+        if not await self.cache.acquire_lock(self.warmer.owner, keys.BUILD_TTL_S):
+            self.locked_out = True
             return 0
         try:
             if await self._full_due():
@@ -158,11 +157,8 @@ class Follower:
 
     async def _heartbeat(self) -> None:
         """Keep the last load's heartbeat fresh while changes flow: after a round this
-        node ran, or one that found nothing waiting (a node that only waited for
-        another's lock says nothing of whether changes flow)."""
-        if not (self.held_lock or self.idle):
-            return
-        if time.monotonic() - self._beat_at < keys.HEARTBEAT_EVERY_S:
+        node ran, or one that found nothing waiting."""
+        if self.locked_out or time.monotonic() - self._beat_at < keys.HEARTBEAT_EVERY_S:
             return
         beat = await self.cache.heartbeat() or {}
         beat["at"] = time.time()

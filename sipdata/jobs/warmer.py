@@ -55,7 +55,8 @@ class Payload:
     manifest: dict[str, Any]
 
 
-def _dump(value: Any) -> bytes:
+def dump(value: Any) -> bytes:
+    """A stored value: JSON, dates and decimals as strings."""
     return orjson.dumps(value, default=str)
 
 
@@ -76,14 +77,14 @@ def build_payload(snap: Snapshot, today: dt.date) -> Payload:
     custom, invalid = rules_by_org(snap.rules, snap.trunks)
 
     hashes = {
-        keys.KIND_CRED: {k: _dump(c.to_json()) for k, c in snap.credentials.items()},
+        keys.KIND_CRED: {k: dump(c.to_json()) for k, c in snap.credentials.items()},
         # The generation keeps the bare list of owners the previous release reads (a
         # rolling upgrade runs old servers against a new warmer); decide.models'
         # acl_entry_from_json reads it and the read-through entry's {network, owners}.
-        keys.KIND_ACL: {k: _dump([t.to_json() for t in v]) for k, v in acl_index.items()},
-        keys.KIND_DID: {k: _dump(d.to_json()) for k, d in snap.dids.items()},
+        keys.KIND_ACL: {k: dump([t.to_json() for t in v]) for k, v in acl_index.items()},
+        keys.KIND_DID: {k: dump(d.to_json()) for k, d in snap.dids.items()},
         keys.KIND_CUSTOM: custom,
-        keys.KIND_CARRIER: {k: _dump(c.to_json()) for k, c in snap.carriers.items()},
+        keys.KIND_CARRIER: {k: dump(c.to_json()) for k, c in snap.carriers.items()},
         keys.KIND_TRUNK: {
             t.id: trunk_index_entry(t, users.get(t.id)) for t in snap.trunks.values()
         },
@@ -121,14 +122,14 @@ def rules_by_org(
             for r in org_rows
             if r["action"] == "trunk" and str(r["destination"]) in trunks
         }
-        custom[org_id] = _dump(OrgRules.to_json(org_rows, targets))
+        custom[org_id] = dump(OrgRules.to_json(org_rows, targets))
     return custom, invalid
 
 
 def trunk_index_entry(trunk: Trunk, username: str | None) -> bytes:
     """keys.KIND_TRUNK's value: the credential and ACL fields a trunk owns."""
     nets = list(trunk.networks) if trunk.auth_type == "ip" else []
-    return _dump({"user": username, "nets": nets})
+    return dump({"user": username, "nets": nets})
 
 
 class Warmer:
@@ -164,19 +165,19 @@ class Warmer:
                 entry = compiler.push(prefix, group)
                 if entry is None:
                     continue
-                batch[prefix] = _dump(lcr.stored_entry(prefix, entry))
+                batch[prefix] = dump(lcr.stored_entry(prefix, entry))
                 if len(batch) >= DECK_BATCH:
                     if writing is not None:
                         await writing
                     writing = asyncio.ensure_future(
-                        self.cache.write_packed(keys.KIND_LCR, gen, batch)
+                        self.cache.write_hash(keys.KIND_LCR, gen, batch)
                     )
                     entries += len(batch)
                     batch = {}
             if writing is not None:
                 await writing
             if batch:
-                await self.cache.write_packed(keys.KIND_LCR, gen, batch)
+                await self.cache.write_hash(keys.KIND_LCR, gen, batch)
                 entries += len(batch)
         finally:
             if writing is not None and not writing.done():
@@ -201,13 +202,12 @@ class Warmer:
         started = time.monotonic()
         try:
             now = dt.datetime.now(dt.UTC)
+            today = now.date()
             gen = await self.cache.next_generation()
             snap, deck = await self.store.snapshot(
-                now.date(),
-                now.replace(tzinfo=None),
-                lambda groups: self._deck(gen, groups, now.date()),
+                today, now.replace(tzinfo=None), lambda groups: self._deck(gen, groups, today)
             )
-            payload = build_payload(snap, now.date())
+            payload = build_payload(snap, today)
             for kind, mapping in payload.hashes.items():
                 await self.cache.write_hash(kind, gen, mapping)
             manifest = {
@@ -227,7 +227,7 @@ class Warmer:
             restored = await self.cache.restore_registrations(
                 {
                     r["trunk_id"]: (
-                        _dump(registration_of(r).to_json()),
+                        dump(registration_of(r).to_json()),
                         max(1, int((r["expires_at"] - now.replace(tzinfo=None)).total_seconds())),
                     )
                     for r in snap.registrations
