@@ -96,6 +96,9 @@ CREATE TRIGGER sipdata_capture AFTER INSERT OR UPDATE OR DELETE ON lcr_rates
     FOR EACH ROW WHEN (current_setting('sipdata.capture', true) IS DISTINCT FROM 'off')
     EXECUTE FUNCTION sipdata_capture('carrier_id', 'prefix');
 
+-- A trunk's change rewrites its DIDs: found by trunk, not by reading every number.
+CREATE INDEX IF NOT EXISTS idx_phone_numbers_trunk ON phone_numbers (trunk_id);
+
 -- A row change of a deck recompiles the prefix and the prefixes under it:
 -- LIKE 'p%' needs a pattern index to find them without reading the deck.
 CREATE INDEX IF NOT EXISTS idx_lcr_rates_prefix_pattern
