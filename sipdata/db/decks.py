@@ -6,10 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
-import os
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -42,20 +39,6 @@ async def resolve_carrier(conn: Conn, carrier: str) -> str:
     return str(rows[0]["id"])
 
 
-def _time_ordered_ids() -> Iterator[uuid.UUID]:
-    """Row ids laid out as UUIDv7 (48-bit Unix ms, version 7, then a counter from a
-    random start in the 74 bits UUIDv7 leaves random): a million ids that sort as
-    they are made go into the primary-key index at its right edge, not at random
-    places (the import's COPY took 15 s instead of 21 s, docs/benchmarks.md)."""
-    ms = time.time_ns() // 1_000_000
-    start = int.from_bytes(os.urandom(5), "big") << 20
-    for n in itertools.count(start):
-        counter = n & ((1 << 74) - 1)
-        high = (counter >> 62) & 0xFFF
-        low = counter & ((1 << 62) - 1)
-        yield uuid.UUID(int=(ms << 80) | (0x7 << 76) | (high << 64) | (0b10 << 62) | low)
-
-
 _UPSERT = """INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date, expiry_date,
                                    priority, description)
    SELECT $1::uuid, d.prefix, d.rate, d.effective_date, d.expiry_date, d.priority, d.description
@@ -65,9 +48,14 @@ _UPSERT = """INSERT INTO lcr_rates (carrier_id, prefix, rate, effective_date, ex
    SET rate = EXCLUDED.rate, expiry_date = EXCLUDED.expiry_date,
        priority = EXCLUDED.priority, description = EXCLUDED.description"""
 _COPY_COLUMNS = [
-    "id", "carrier_id", "prefix", "rate", "effective_date", "expiry_date", "priority",
+    "carrier_id",
+    "prefix",
+    "rate",
+    "effective_date",
+    "expiry_date",
+    "priority",
     "description",
-]  # fmt: skip
+]
 
 
 @dataclass(slots=True)
@@ -88,17 +76,14 @@ class _Tally:
                 self.prefixes = None
 
 
-async def _write(
-    conn: Conn, carrier_id: str, batch: Sequence[DeckRow], ids: Iterator[uuid.UUID] | None
-) -> None:
-    """COPY a batch (the carrier's old rows are gone: no conflict is possible), or, with
-    no ids, upsert it."""
-    if ids is not None:
+async def _write(conn: Conn, carrier_id: str, batch: Sequence[DeckRow], *, copy: bool) -> None:
+    """COPY a batch (the carrier's old rows are gone: no conflict is possible), or
+    upsert it."""
+    if copy:
         await conn.copy_records_to_table(
             "lcr_rates",
             records=[
                 (
-                    next(ids),
                     carrier_id,
                     r.prefix,
                     r.rate,
@@ -129,7 +114,8 @@ async def import_rates(
 ) -> ImportResult:
     """Write a deck in one transaction as it is read (`rows` may be a generator over a
     file being parsed: the next batch is parsed in a thread while the database writes
-    this one). `replace` drops the carrier's old rows first and COPYs the new ones;
+    this one). `replace` drops the carrier's old rows first and COPYs the new ones
+    (their ids the database's default);
     otherwise rows are upserted. A bad row met half-way rolls everything back."""
     source = iter(rows)
     attempts = 0
@@ -157,13 +143,12 @@ async def import_rates(
         await conn.execute("SET LOCAL sipdata.capture = 'off'")
         if replace:
             await conn.execute("DELETE FROM lcr_rates WHERE carrier_id = $1::uuid", carrier_id)
-        ids = _time_ordered_ids() if replace else None
         pending = asyncio.ensure_future(asyncio.to_thread(take))
         try:
             while batch := await pending:
                 pending = asyncio.ensure_future(asyncio.to_thread(take))
                 tally.add(batch)
-                await _write(conn, carrier_id, batch, ids)
+                await _write(conn, carrier_id, batch, copy=replace)
         finally:
             pending.cancel()  # a failed write leaves no parse of the next batch behind
             with contextlib.suppress(Exception, asyncio.CancelledError):
