@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procs import ROOT, cpu_seconds
 
@@ -20,6 +23,7 @@ class Load:
     connections: int = 32
     threads: int = 1  # one wrk thread: the second core goes to Redis and the kernel
     seconds: int = 15
+    cpu: str = ""  # taskset CPU list for wrk ("" = unpinned)
 
 
 def wrk(
@@ -41,6 +45,7 @@ def wrk(
         "PATH": "/usr/bin:/bin",
     }
     cmd = [
+        *(["taskset", "-c", load.cpu] if load.cpu else []),
         "wrk",
         f"-t{load.threads}",
         f"-c{load.connections}",
@@ -120,3 +125,42 @@ def decision_suite(
         "decide_70pct": paced,
         "decide_over_health": full["rps"] / health["rps"],
     }
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of sipdata's /metrics (0 if absent)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def burst(
+    url: str, pids: list[int], cases: Path, token: str, load: Load, capacity: int, max_rps: float
+) -> dict[str, Any]:
+    """10 x the process's capacity in concurrent decisions (`capacity`), each
+    connection asking again as soon as it is answered: how many real answers per
+    second it keeps giving against its maximum, how many it sheds, and whether any
+    admitted decision missed its deadline (sipdata_degraded_total: deadline, redis)."""
+    before = {k: metric(url, "sipdata_degraded_total", reason=k) for k in ("deadline", "redis")}
+    run = wrk(
+        url + "/v1/decide/invite",
+        "decide.lua",
+        Load(10 * capacity, load.threads, load.seconds, load.cpu),
+        pids,
+        cases=cases,
+        token=token,
+    )
+    seconds = run["duration_us"] / 1e6
+    answered = run["route"] + run["challenge"] + run["reject"]
+    run["connections"] = 10 * capacity
+    run["answered_per_s"] = answered / seconds
+    run["goodput_share_of_max"] = run["answered_per_s"] / max_rps if max_rps else None
+    run["shed_per_s"] = run["shed"] / seconds
+    run["missed_deadline"] = {
+        k: metric(url, "sipdata_degraded_total", reason=k) - v for k, v in before.items()
+    }
+    return run

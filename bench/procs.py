@@ -32,6 +32,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICK
 
 
+def children(pid: int) -> list[int]:
+    """The serve workers `sipdata serve --workers N` started (its direct children)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
 def wait_http(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -96,29 +105,32 @@ def sipdata(env: Mapping[str, str], *args: str, timeout_s: float = 1800) -> str:
 def serving(
     env: Mapping[str, str], workers: int, log: Path, ready: str = "/ready"
 ) -> Iterator[tuple[str, list[int]]]:
-    """`workers` sipdata processes sharing one port (SO_REUSEPORT); (base URL, pids).
+    """`sipdata serve --workers N`: N processes sharing one port; (base URL, pids).
 
     The first runs the background jobs (warmer, write-back); the others only
-    serve, as a deployment with several workers per host would run them.
+    serve, as a deployment with several workers per host runs them.
     """
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for i in range(workers):
-            worker_env = {**env, "SIPDATA_HTTP_PORT": str(port)}
-            if i > 0:
-                worker_env.update(SIPDATA_WARMER_ENABLED="false", SIPDATA_WRITEBACK_ENABLED="false")
-            procs.append(
-                subprocess.Popen(
-                    [*sipdata_cmd(), "serve", "--reuse-port"],
-                    env=worker_env,
-                    stdout=log.open("ab"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        procs.append(
+            subprocess.Popen(
+                # (--workers only when > 1: a BENCH_SIPDATA_SRC tree from before it
+                # serves one process and ignores SIPDATA_WORKERS)
+                [*sipdata_cmd(), "serve", *(["--workers", str(workers)] if workers > 1 else [])],
+                env={**env, "SIPDATA_HTTP_PORT": str(port), "SIPDATA_WORKERS": str(workers)},
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+        )
         url = f"http://127.0.0.1:{port}"
         wait_http(url + ready)
-        yield url, [p.pid for p in procs]
+        deadline = time.monotonic() + 30
+        while len(pids := [procs[0].pid, *children(procs[0].pid)]) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} workers did not start: see {log}")
+            time.sleep(0.2)
+        yield url, pids
     finally:
         stop(procs)

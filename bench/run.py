@@ -1,11 +1,14 @@
 """`make bench`: every benchmark in one run, results to bench/results/ and a summary.
 
-    .venv/bin/python -m bench.run [--only http,sip,import,freshness] [--workers N] [--quick]
+    .venv/bin/python -m bench.run [--only http,sip,cpu,import,freshness] [--workers N] [--quick]
 
 Sections: `http` (wrk: /health floor, the decision on the demo and the large data
-set, then paced at 70 %), `sip` (SIPp through Kamailio: fixed destination,
-Kamailio's own modules, Kamailio with sipdata), `import` (a 1,000,000-prefix
-deck). Each uses its own database and Redis db, so the dev database is untouched.
+set, then paced at 70 %, a burst of 10 x the in-flight cap, and 1 against 2
+workers), `sip` (SIPp through Kamailio: fixed destination, Kamailio's own
+modules, Kamailio with sipdata; then (c) at 70 % and at 150 % of its maximum),
+`cpu` (CPU per call of every process group, all three at one rate), `import` (a
+1,000,000-prefix deck), `freshness` (commit to answer). Each uses its own
+database and Redis db, so the dev database is untouched.
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench import dataset, deck_import, freshness, http_load, sip_load
+from bench import dataset, deck_import, freshness, http_load, sip_cpu, sip_load
 from bench.procs import ROOT, env_for, serving, sipdata
 
 RESULTS = ROOT / "bench" / "results"
+# The one rate all three configurations carry for the CPU-per-call comparison:
+# below what (c) sustains on this machine, so none of them is saturated.
+CPU_RATE = 500
+# The burst is 10 x this many concurrent decisions: the fixed in-flight cap one
+# process had when issue 12 measured a burst of 1,500 (now the limit adapts).
+BURST_CAPACITY = 128
 TOKEN = "bench-token"
 
 
@@ -95,6 +104,38 @@ def http_section(workers: int, quick: bool) -> dict[str, Any]:
         env = env_for(database, redis_db, SIPDATA_API_TOKEN=TOKEN, SIPDATA_WARMER_ENABLED="false")
         with serving(env, workers, RESULTS / f"sipdata-{name}.log") as (url, pids):
             out[name] = http_load.decision_suite(url, pids, path, TOKEN, load)
+            out[name]["burst"] = http_load.burst(
+                url, pids, path, TOKEN, load, BURST_CAPACITY, out[name]["decide"]["rps"]
+            )
+        if name == "demo":
+            try:
+                out["scaling"] = scaling(env, path, load)
+            except RuntimeError as exc:  # a BENCH_SIPDATA_SRC tree without --workers
+                out["scaling_error"] = repr(exc)
+    return out
+
+
+def scaling(env: dict[str, str], cases: Path, load: http_load.Load) -> dict[str, Any]:
+    """`serve --workers 1` and `--workers 2` on the demo data, wrk pinned to the second
+    core (taskset): what the second worker adds when the load comes from elsewhere
+    (here it shares that core with wrk, Redis and the kernel)."""
+    out: dict[str, Any] = {"wrk_cpu": "1"}
+    sipdata(env, "warm")  # the generation's heartbeat lapsed meanwhile (no warmer runs here)
+    pinned = http_load.Load(load.connections, load.threads, load.seconds, cpu="1")
+    for workers in (1, 2):
+        with serving(env, workers, RESULTS / f"sipdata-scaling-{workers}.log") as (url, pids):
+            http_load.wrk(
+                url + "/v1/decide/invite",
+                "decide.lua",
+                http_load.Load(pinned.connections, pinned.threads, 3, cpu="1"),
+                pids,
+                cases=cases,
+                token=TOKEN,
+            )  # warm-up
+            out[f"workers_{workers}"] = http_load.wrk(
+                url + "/v1/decide/invite", "decide.lua", pinned, pids, cases=cases, token=TOKEN
+            )
+    out["two_over_one"] = out["workers_2"]["rps"] / out["workers_1"]["rps"]
     return out
 
 
@@ -114,10 +155,32 @@ def summary(results: dict[str, Any]) -> str:
                     f"  verdicts r/c/j/err {x.get('route', '-')}/{x.get('challenge', '-')}"
                     f"/{x.get('reject', '-')}/{x.get('http_error', '-')}"
                 )
-            lines.append(f"  {name:5} decide/health = {r['decide_over_health']:.2f}")
+            cpu_ratio = r["decide"]["cpu_ms_per_request"] / r["health"]["cpu_ms_per_request"]
+            lines.append(
+                f"  {name:5} decide/health = {r['decide_over_health']:.2f}"
+                f" (CPU per decision / per /health: {cpu_ratio:.1f}x)"
+            )
+            b = r.get("burst")
+            if b:
+                lines.append(
+                    f"  {name:5} burst {b['connections']} connections: {b['answered_per_s']:.0f}"
+                    f" answers/s = {b['goodput_share_of_max']:.2f} of max, {b['shed_per_s']:.0f}"
+                    f" shed/s, other errors {b['http_error']},"
+                    f" missed deadline {b['missed_deadline']},"
+                    f" p50 {b['p50_us'] / 1000:.1f} ms p99 {b['p99_us'] / 1000:.1f} ms"
+                )
+        sc = http.get("scaling")
+        if sc:
+            lines.append(
+                f"  scaling (wrk on CPU {sc['wrk_cpu']}): 1 worker {sc['workers_1']['rps']:.0f}/s,"
+                f" 2 workers {sc['workers_2']['rps']:.0f}/s = {sc['two_over_one']:.2f}x"
+            )
     sip = results.get("sip")
     if sip:
         lines.extend(sip_load.summary_lines(sip))
+    cpu = results.get("cpu")
+    if cpu:
+        lines.extend(sip_cpu.summary_lines(cpu))
     fresh = results.get("freshness")
     if fresh:
         lines.extend(freshness.summary_lines(fresh))
@@ -129,7 +192,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default="http,sip,import,freshness")
+    p.add_argument("--only", default="http,sip,cpu,import,freshness")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="short runs, to check the harness")
     args = p.parse_args()
@@ -144,9 +207,14 @@ def main() -> None:
         asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
         return sip_load.run_all(env, TOKEN, RESULTS, args.workers, args.quick)
 
+    def cpu() -> dict[str, Any]:
+        asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
+        return sip_cpu.run(CPU_RATE)
+
     sections = {
         "http": lambda: http_section(args.workers, args.quick),
         "sip": sip,
+        "cpu": cpu,
         "import": lambda: deck_import.run(RESULTS, quick=args.quick),
         "freshness": lambda: freshness.run(RESULTS, quick=args.quick),
     }

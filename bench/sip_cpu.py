@@ -1,19 +1,25 @@
-"""Where configuration (c)'s CPU goes: each process group's share of a core while SIPp
-calls through Kamailio and sipdata at a fixed rate (10 s, measured over 6 s).
+"""Where each configuration's CPU goes: each process group's share of a core, and its
+milliseconds of CPU per call, while SIPp calls through Kamailio at one fixed rate
+(10 s each, measured over 6 s): (a) fixed, (b) native modules, (c) sipdata.
 
-Run: .venv/bin/python -m bench.sip_cpu [RATE]   (after `make bench` prepared its database)
+Run: .venv/bin/python -m bench.sip_cpu [RATE]   (`make bench` runs it as section `cpu`;
+run alone, after `make bench` prepared its database)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import sip_load
+from bench.native_data import export
 from bench.procs import ROOT, cpu_seconds, env_for, serving
+from sipdata.settings import Settings
 
 GROUPS = ("kamailio", "sipp", "sipdata serve", "redis-server", "postgres")
 
@@ -45,31 +51,67 @@ def shares(seconds: float) -> dict[str, float]:
     return {k: round((after[k] - before.get(k, 0.0)) / elapsed, 2) for k in after}
 
 
-def main() -> None:
-    rate = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+def measure(name: str, rate: int, work: Path, defines: list[str]) -> dict[str, Any]:
+    """One configuration at `rate` for 10 s: each group's share of a core over 6 s of
+    it, and its CPU milliseconds per call."""
+    with sip_load.kamailio(name, work, defines) as port:
+        result: dict[str, Any] = {}
+        load = threading.Thread(
+            target=lambda: result.update(sip_load.calls(f"127.0.0.1:{port}", rate, 10, work))
+        )
+        load.start()
+        time.sleep(2)
+        cores = shares(6)
+        load.join()
+    return {
+        "ok": result.get("ok"),
+        "failed": result.get("failed"),
+        "cores": cores,
+        "ms_per_call": {k: round(v / rate * 1000, 3) for k, v in cores.items()},
+    }
+
+
+def run(rate: int) -> dict[str, Any]:
+    """(a), (b) and (c) at the same rate, in one run."""
     work = ROOT / "bench" / "results" / "sip-cpu"
     work.mkdir(parents=True, exist_ok=True)
     env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN="bench-token")
-    with sip_load.callee(work), serving(env, 1, work / "sipdata.log") as (url, _):
-        defines = [
-            "SIP_CHILDREN=4",
-            f'SIPDATA_URL="{url}"',
-            'SIPDATA_SECRET="bench-token"',
-            f'CTL_SOCKET="unix:{work}/ctl"',
-            f'RPC_FIFO="{work}/fifo"',
-        ]
-        with sip_load.kamailio("sipdata", work, defines) as port:
-            result: dict[str, object] = {}
-            load = threading.Thread(
-                target=lambda: result.update(sip_load.calls(f"127.0.0.1:{port}", rate, 10, work))
-            )
-            load.start()
-            time.sleep(2)
-            measured = shares(6)
-            load.join()
-    print(
-        f"{rate} calls/s: {result.get('ok')} ok, {result.get('failed')} failed; cores: {measured}"
-    )
+    dbtext = work / "dbtext"
+    asyncio.run(export(Settings.from_env(env), dbtext))
+    common = ["SIP_CHILDREN=4"]
+    out: dict[str, Any] = {"rate": rate}
+    with sip_load.callee(work):
+        out["fixed"] = measure(
+            "fixed", rate, work, [*common, f'FIXED_DST="sip:{sip_load.CALLEE}:5060"']
+        )
+        out["native"] = measure("native", rate, work, [*common, f'DBURL="text://{dbtext}"'])
+        with serving(env, 1, work / "sipdata.log") as (url, _):
+            defines = [
+                *common,
+                f'SIPDATA_URL="{url}"',
+                'SIPDATA_SECRET="bench-token"',
+                f'CTL_SOCKET="unix:{work}/ctl"',
+                f'RPC_FIFO="{work}/fifo"',
+            ]
+            out["sipdata"] = measure("sipdata", rate, work, defines)
+    kam = {k: out[k]["ms_per_call"].get("kamailio", 0.0) for k in ("fixed", "native", "sipdata")}
+    out["kamailio_c_over_b"] = kam["sipdata"] / kam["native"] if kam["native"] else None
+    return out
+
+
+def summary_lines(r: dict[str, Any]) -> list[str]:
+    lines = [f"CPU per call at {r['rate']} calls/s (ms of CPU per call, by process group)"]
+    for name in ("fixed", "native", "sipdata"):
+        x = r[name]
+        per = ", ".join(f"{k} {v:.3f}" for k, v in sorted(x["ms_per_call"].items()))
+        lines.append(f"  {name:8} {x['ok']} ok, {x['failed']} failed: {per}")
+    lines.append(f"  Kamailio (c)/(b) = {r['kamailio_c_over_b']}")
+    return lines
+
+
+def main() -> None:
+    rate = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    print("\n".join(summary_lines(run(rate))))
 
 
 if __name__ == "__main__":

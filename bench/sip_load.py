@@ -39,7 +39,14 @@ CALLER, CALLEE, NUMBER = "127.0.0.10", "127.0.0.102", "12125551234"
 # Kamailio worker can overtake the ACK relayed by another, and the callee's
 # scenario counts that reordering as a failed call.
 CALL_MS = 200
+UAC = SCENARIOS / "uac_call.xml"
+# A caller for whom a 503 is an answer too (the overload probe counts both).
+UAC_OR_503 = ROOT / "bench" / "sipp" / "uac_call_or_503.xml"
 SHM_MB = 1024
+# Kamailio's memory manager, the same for all three: its default (qm, the one
+# with debugging aids) was 14 % of (c)'s Kamailio CPU in qm_malloc alone
+# (perf record on Kamailio under bench.sip_cpu); TLSF allocates in constant time.
+MEMORY_MANAGER = os.environ.get("BENCH_KAMAILIO_MEM", "-x tlsf").split()
 
 
 def udp_port(ip: str = "127.0.0.1") -> int:
@@ -94,6 +101,7 @@ def kamailio(name: str, workdir: Path, defines: list[str]) -> Iterator[int]:
         # there), and the instance then fails every call until restarted.
         "-m",
         str(SHM_MB),
+        *MEMORY_MANAGER,
         "-A",
         f"SIP_LISTEN=udp:127.0.0.1:{port}",
     ]
@@ -145,7 +153,9 @@ def callee(workdir: Path) -> Iterator[None]:
         stop([proc])
 
 
-def calls(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
+def calls(
+    target: str, rate: int, seconds: int, workdir: Path, scenario: Path = UAC
+) -> dict[str, Any]:
     """One SIPp caller run: `rate` calls/s for `seconds`; did every call succeed in time?"""
     run = workdir / f"uac-{rate}-{seconds}-{uuid.uuid4().hex[:4]}"
     run.mkdir()
@@ -153,7 +163,7 @@ def calls(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]
     cmd = [
         "sipp",
         "-sf",
-        str(SCENARIOS / "uac_call.xml"),
+        str(scenario),
         "-i",
         CALLER,
         "-p",
@@ -187,6 +197,7 @@ def calls(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]
         "-trace_rtt",
         "-rtt_freq",
         "200",
+        "-trace_counts",
     ]
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -209,7 +220,9 @@ def calls(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]
                 rtt.append(float(row[1]))
     # SIPp itself falling behind the asked rate is not "sustained" either.
     sustained = failed == 0 and ok == total and wall <= seconds * 1.1 + 3
+    received = final_counts(run)
     return {
+        "final": received,
         "rate": rate,
         "seconds": seconds,
         "ok": ok,
@@ -222,6 +235,33 @@ def calls(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]
         "p99_ms": percentile(rtt, 99),
         "samples": len(rtt),
     }
+
+
+def final_counts(run: Path) -> dict[str, int]:
+    """Final responses to the INVITE SIPp received, by code (its -trace_counts file)."""
+    out: dict[str, int] = {}
+    for path in run.glob("*_counts.csv"):
+        rows = list(csv.reader(path.open(), delimiter=";"))
+        if len(rows) < 2:
+            continue
+        header, last = rows[0], rows[-1]
+        for i, name in enumerate(header):
+            # columns are <index>_<message>_<direction>; the INVITE's finals come first
+            parts = name.split("_")
+            if len(parts) >= 3 and parts[1] in ("200", "503") and parts[2] == "Recv":
+                with contextlib.suppress(ValueError, IndexError):
+                    out[parts[1]] = out.get(parts[1]) or int(last[i])
+    return out
+
+
+def overload(target: str, rate: int, seconds: int, workdir: Path) -> dict[str, Any]:
+    """Calls at `rate` (1.5 x the rate (c) sustained) with a caller that takes a 503 as
+    an answer: the edge should refuse the excess at once and carry the rest."""
+    run = calls(target, rate, seconds, workdir, scenario=UAC_OR_503)
+    done = run["final"].get("200", 0)
+    run["completed_per_s"] = done / seconds
+    run["shed_per_s"] = run["final"].get("503", 0) / seconds
+    return run
 
 
 def search(target: str, workdir: Path, quick: bool) -> dict[str, Any]:
@@ -285,7 +325,13 @@ def run_all(
                 f'RPC_FIFO="{work}/kamailio_rpc.fifo"',
             ]
             with kamailio("sipdata", work, defines) as port:
-                out["sipdata"] = search(f"127.0.0.1:{port}", work, quick)
+                target = f"127.0.0.1:{port}"
+                out["sipdata"] = search(target, work, quick)
+                best = (out["sipdata"]["sustained"] or {}).get("rate", 0)
+                seconds = 5 if quick else 30
+                if best:
+                    out["sipdata_70pct"] = calls(target, max(1, best * 7 // 10), seconds, work)
+                    out["sipdata_overload"] = overload(target, best * 3 // 2, seconds, work)
     rates = {k: (out[k]["sustained"] or {}).get("rate", 0) for k in CONFIGS}
     out["rates"] = rates
     out["c_over_a"] = rates["sipdata"] / rates["fixed"] if rates["fixed"] else None
@@ -308,4 +354,19 @@ def summary_lines(sip: dict[str, Any]) -> list[str]:
             f"INVITE->final p50 {s['p50_ms']} ms p90 {s['p90_ms']} p99 {s['p99_ms']}"
         )
     lines.append(f"  (c)/(a) = {sip['c_over_a']}, (c)/(b) = {sip['c_over_b']}")
+    paced = sip.get("sipdata_70pct")
+    if paced:
+        lines.append(
+            f"  sipdata at 70 %: {paced['rate']} calls/s, {paced['ok']} ok, {paced['failed']}"
+            f" failed; INVITE->final p50 {paced['p50_ms']} ms p90 {paced['p90_ms']}"
+            f" p99 {paced['p99_ms']}"
+        )
+    over = sip.get("sipdata_overload")
+    if over:
+        lines.append(
+            f"  sipdata at 150 %: {over['rate']} calls/s offered, {over['completed_per_s']:.0f}/s"
+            f" completed, {over['shed_per_s']:.0f}/s answered 503, {over['failed']} failed"
+            f" (no final answer or another one); INVITE->final p50 {over['p50_ms']} ms"
+            f" p99 {over['p99_ms']}"
+        )
     return lines

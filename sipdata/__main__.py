@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+import structlog
 
 from sipdata.cache.client import Cache
 from sipdata.cache.live import Entry, LiveState
@@ -30,6 +31,8 @@ from sipdata.jobs.warmer import Warmer
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def _print(doc: Any) -> None:
@@ -215,26 +218,63 @@ async def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvloop
 
-    from sipdata.app import create_app
-    from sipdata.http.server import serve
-
     settings.check_exposure()
+    workers = args.workers or settings.serve_workers()
     try:
-        uvloop.run(
-            serve(
-                create_app(settings),
-                settings.http_host,
-                settings.http_port,
-                keepalive_timeout=settings.keepalive_timeout_s,
-                access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-                reuse_port=args.reuse_port,
-            )
-        )
+        return uvloop.run(_serve(settings, workers, reuse_port=args.reuse_port or workers > 1))
     except OSError as exc:  # the port is taken, the address is not this host's, ...
         where = f"{settings.http_host}:{settings.http_port}"
         print(f"sipdata serve: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return 0
+
+
+async def _serve(settings: Settings, workers: int, *, reuse_port: bool) -> int:
+    """This process serves and runs the background jobs; workers - 1 children only serve,
+    on the same port. A child that exits stops them all (exit 1): a supervisor restarts
+    the set, rather than the host running short of workers unnoticed."""
+    from sipdata.app import create_app
+    from sipdata.http.server import serve
+
+    stop = asyncio.Event()
+    env = {
+        **settings.child_env(),
+        "SIPDATA_WORKERS": "1",
+        "SIPDATA_WARMER_ENABLED": "false",
+        "SIPDATA_WRITEBACK_ENABLED": "false",
+    }
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sipdata", "serve", "--reuse-port", env=env
+        )
+        for _ in range(workers - 1)
+    ]
+    lost: list[int] = []
+
+    async def watch(child: asyncio.subprocess.Process) -> None:
+        code = await child.wait()
+        if not stop.is_set():
+            log.error("serve worker exited", pid=child.pid, code=code)
+            lost.append(child.pid)
+            stop.set()
+
+    watchers = [asyncio.create_task(watch(c)) for c in children]
+    try:
+        await serve(
+            create_app(settings),
+            settings.http_host,
+            settings.http_port,
+            keepalive_timeout=settings.keepalive_timeout_s,
+            access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+            reuse_port=reuse_port,
+            stop=stop,
+        )
+    finally:
+        stop.set()
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    return 1 if lost else 0
 
 
 def cmd_hash_password(settings: Settings, args: argparse.Namespace) -> int:
@@ -248,6 +288,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the HTTP service (with the warmer unless disabled)")
     s.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes sharing the port (default SIPDATA_WORKERS; 0 there: half the cores)",
+    )
     w = sub.add_parser("warm", help="one full load database -> Redis")
     w.add_argument("--loop", action="store_true", help="then follow database changes until stopped")
     # serve's follower runs its full loads as `warm --holding-lock OWNER` (jobs/warmer.py).

@@ -66,7 +66,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
             Wakeup(settings.database_url),
             functools.partial(load_in_child, settings),
         )
-        app[WRITEBACK] = WriteBack(settings, redis, service.live, records, metrics)
+        app[WRITEBACK] = WriteBack(
+            settings, redis, service.live, records, metrics, busy=service.under_load
+        )
         checks: list[ReadyCheck] = []
         if settings.writeback_enabled:
             checks.append(app[WRITEBACK].readiness)
@@ -82,7 +84,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         service = app[handlers.SERVICE]
-        jobs: list[Coroutine[Any, Any, None]] = [service.catalog.run(settings.catalog_refresh_s)]
+        jobs: list[Coroutine[Any, Any, None]] = [
+            service.catalog.run(settings.catalog_refresh_s),
+            service.pressure.run(),
+        ]
         if settings.warmer_enabled:
             jobs.append(app[FOLLOWER].run())
         if settings.writeback_enabled:

@@ -101,6 +101,15 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # Set by the decision service (set_function): decide/capacity.py.
+        self.decision_limit = Gauge(
+            "sipdata_decision_limit",
+            "Decisions this process takes on at once now (it follows their latency)",
+            registry=r,
+        )
+        self.decisions_inflight = Gauge(
+            "sipdata_decisions_in_flight", "Decisions being answered now", registry=r
+        )
         # Set by the drainer (set_function): about 1 s while it works or idles; it grows
         # while rounds fail or the loop is stuck. Alert on it with a backlog above 0.
         self.drain_quiet = Gauge(

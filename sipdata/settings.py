@@ -46,11 +46,17 @@ class Settings:
     negative_ttl_s: int = 5
     # sipdata answers "degraded" itself before Kamailio's http timeout fires.
     decision_deadline_ms: int = 800
-    # Decisions one process works on at once; above it, 503 at once. Past its
-    # capacity a process would otherwise queue work it finishes after the
-    # deadline, its Redis calls would time out on its own busy loop, and each
-    # would fall back to the database (make bench saw the edge not recover).
-    max_inflight_decisions: int = 128
+    # The most decisions one process works on at once; above its limit, 503 at
+    # once. The limit itself follows latency below this ceiling
+    # (decide/capacity.py). Past its capacity a process would otherwise queue
+    # work it finishes after the deadline, its Redis calls would time out on its
+    # own busy loop, and each would fall back to the database (make bench saw the
+    # edge not recover).
+    max_inflight_decisions: int = 1024
+    # `serve` processes sharing the port (SO_REUSEPORT); 0 = half the cores, at
+    # least one: Kamailio, Redis and the kernel need the rest of an edge host
+    # (docs/operations.md, "Workers"). Only the first runs the background jobs.
+    workers: int = 0
     redis_timeout_ms: int = 250
     db_timeout_ms: int = 500
     db_pool_min: int = 1
@@ -88,6 +94,10 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     access_log: bool = False
+
+    def serve_workers(self) -> int:
+        """How many `serve` processes: SIPDATA_WORKERS, or half the cores (at least 1)."""
+        return self.workers or max(1, (os.cpu_count() or 2) // 2)
 
     def child_env(self) -> dict[str, str]:
         """This process's environment with these settings in it: what a child process
@@ -150,6 +160,7 @@ class Settings:
         _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
         _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
         _check(self.max_inflight_decisions >= 1, "SIPDATA_MAX_INFLIGHT_DECISIONS", "must be >= 1")
+        _check(0 <= self.workers <= 256, "SIPDATA_WORKERS", "must be 0..256 (0: half the cores)")
         _check(
             self.max_batch_bytes >= self.max_body_bytes,
             "SIPDATA_MAX_BATCH_BYTES",

@@ -21,7 +21,7 @@ function init(args)
     if src then cases[#cases + 1] = {src, to} end
   end
   sent = 0
-  routed, challenged, rejected, failed = 0, 0, 0, 0
+  routed, challenged, rejected, failed, shed = 0, 0, 0, 0, 0
   headers = {["Content-Type"] = "application/json"}
   if token ~= "" then headers["Authorization"] = "Bearer " .. token end
 end
@@ -41,7 +41,9 @@ if pace > 0 then
 end
 
 function response(status, hdrs, body)
-  if status ~= 200 then
+  if status == 503 and body:find('"code":"overloaded"', 1, true) then
+    shed = shed + 1  -- refused at once for capacity: the burst run counts these apart
+  elseif status ~= 200 then
     failed = failed + 1
   elseif body:find('"verdict":"route"', 1, true) then
     routed = routed + 1
@@ -53,19 +55,20 @@ function response(status, hdrs, body)
 end
 
 function done(summary, latency, requests)
-  local v = {route = 0, challenge = 0, reject = 0, http_error = 0}
+  local v = {route = 0, challenge = 0, reject = 0, http_error = 0, shed = 0}
   for _, t in ipairs(threads) do
     v.route = v.route + t:get("routed")
     v.challenge = v.challenge + t:get("challenged")
     v.reject = v.reject + t:get("rejected")
     v.http_error = v.http_error + t:get("failed")
+    v.shed = v.shed + t:get("shed")
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
     '"max_us":%d,"socket_errors":%d,"non_2xx":%d,"route":%d,"challenge":%d,"reject":%d,' ..
-    '"http_error":%d}\n',
+    '"http_error":%d,"shed":%d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency.max, e.connect + e.read + e.write + e.timeout, e.status,
-    v.route, v.challenge, v.reject, v.http_error))
+    v.route, v.challenge, v.reject, v.http_error, v.shed))
 end

@@ -50,9 +50,12 @@ def _text(value: bytes | str) -> str:
 class OneTrip:
     """The decision's one round trip, and the lease writes around it."""
 
-    def __init__(self, cache: Cache, live: LiveState) -> None:
+    def __init__(
+        self, cache: Cache, live: LiveState, slack: Callable[[], float] = lambda: 0.0
+    ) -> None:
         self.cache = cache
         self.live = live
+        self.slack = slack  # seconds added to the Redis timeout (the loop's own lateness)
 
     async def fetch(
         self,
@@ -84,7 +87,7 @@ class OneTrip:
             keys.readthrough("did", number, self.cache.epoch),
             *admit_keys,
         )
-        async with self.cache.translated("decide"):
+        async with self.cache.translated("decide", extra_s=self.slack()):
             out = await self.cache.pinned.script(
                 self.cache.scripts["decide"], trip_keys, DecideArgv(orjson.dumps(params))
             )

@@ -42,8 +42,7 @@ class InviteQuery:
     auth_algorithm: str | None = None
     # Decide without taking a channel (operators' probes; never Kamailio).
     dry_run: bool = False
-    # Answer a route without `legs` and `explain` (Kamailio reads neither, and
-    # parses the answer once per field it reads).
+    # The edge's answer: one flat object of what its script reads (to_brief).
     brief: bool = False
 
 
@@ -66,8 +65,28 @@ class Verdict:
     legs: tuple[Leg, ...] = ()
     explain: dict[str, Any] = field(default_factory=dict)
 
+    def to_brief(self) -> dict[str, Any]:
+        """What the Kamailio script reads, flat: it decodes the answer once into an
+        xavp, whose fields are the top-level members (nested ones arrive as text)."""
+        out: dict[str, Any] = {"verdict": self.verdict, "code": self.code, "reason": self.reason}
+        ident = self.identity
+        if ident is not None:
+            out["trunk_id"] = ident.trunk.id
+            out["org_id"] = ident.trunk.org_id
+            out["identified_by"] = ident.method
+            if ident.method == "digest":
+                out["ha1"] = ident.ha1
+                out["realm"] = ident.realm
+        elif self.verdict == "challenge":
+            out["realm"] = self.explain.get("realm")
+        if self.verdict == "route":
+            out["routing"] = rtjson(self.legs)
+        return out
+
     def to_json(self, brief: bool = False) -> dict[str, Any]:
-        """`brief`: a route without `legs` and `explain` (what Kamailio reads)."""
+        """The whole answer, or with `brief` the edge's flat one (to_brief)."""
+        if brief:
+            return self.to_brief()
         out: dict[str, Any] = {"verdict": self.verdict, "code": self.code, "reason": self.reason}
         ident = self.identity
         if ident is not None:
@@ -76,8 +95,6 @@ class Verdict:
                 out["auth"] = {"ha1": ident.ha1, "algorithm": ident.algorithm, "realm": ident.realm}
         if self.verdict == "route":
             out["routing"] = rtjson(self.legs)
-            if brief:
-                return out
             out["legs"] = [leg.explain() for leg in self.legs]
         out["explain"] = self.explain
         return out

@@ -21,9 +21,13 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "field": field}}
 
 
-def error_response(exc: SipdataError) -> web.Response:
+def error_body_of(exc: SipdataError) -> dict[str, Any]:
     body = error_body(exc.code, exc.message, exc.field)
     if isinstance(exc, Unavailable):
         # Kamailio can read a verdict even from a degraded answer: 503, never 401/403.
         body.update(verdict="reject", code=503, reason="Service Unavailable", degraded=True)
-    return json_response(body, status=exc.status)
+    return body
+
+
+def error_response(exc: SipdataError) -> web.Response:
+    return json_response(error_body_of(exc), status=exc.status)

@@ -78,15 +78,17 @@ async def serve(
     keepalive_timeout: float,
     access_log: logging.Logger | None,
     reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve `app` on host:port until SIGTERM or SIGINT, then shut down cleanly."""
+    """Serve `app` on host:port until SIGTERM or SIGINT (or `stop` is set), then shut
+    down cleanly."""
     runner = web.AppRunner(
         app, handle_signals=False, keepalive_timeout=keepalive_timeout, access_log=access_log
     )
     await runner.setup()
     assert runner.server is not None
     runner.server.__class__ = JsonErrorsServer  # same state, our connection handler
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -100,6 +100,10 @@ class DrainHealth:
         return f"{waiting} reports waiting, drainer without a good round for {quiet:.0f}s{why}"
 
 
+# How long the drainer steps aside between rounds while decisions are waiting.
+DRAIN_YIELD_S = 0.1
+
+
 class WriteBack:
     def __init__(
         self,
@@ -108,8 +112,15 @@ class WriteBack:
         live: LiveState,
         records: Records,
         metrics: Metrics,
+        *,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        # True while decisions wait on this process's loop: acknowledged reports
+        # are durable in the stream, so writing their CDRs can wait a moment
+        # rather than take the core from the calls being routed (make bench: at
+        # 1,500 calls/s the drain backlog and the decisions fought over one core).
+        self.busy = busy
         self.cache = cache
         self.live = live
         self.records = records
@@ -293,6 +304,8 @@ class WriteBack:
                 else:
                     backoff = 0.0
                     self.health.ok()
+                    if self.busy():
+                        await asyncio.sleep(DRAIN_YIELD_S)
                     continue
                 backoff = min(self.settings.drain_backoff_max_s, max(0.5, backoff * 2))
                 log.warning("drain paused", error=message, retry_in_s=round(backoff, 1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from sipdata.cache.client import Cache
@@ -20,6 +21,7 @@ from sipdata.cache.onetrip import LeaseDocs, OneTrip
 from sipdata.db.reads import Store
 from sipdata.decide import admission
 from sipdata.decide.admission import Limits
+from sipdata.decide.capacity import AdaptiveLimit
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, route
 from sipdata.decide.rules import OrgRules, ordered_matches
 from sipdata.errors import CacheUnavailable, Overloaded
@@ -29,6 +31,12 @@ from sipdata.serving.facts import STALE, CallPlan, Facts, Sources
 from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
 
+# The in-flight limit's floor, and where it starts (decide/capacity.py).
+LIMIT_FLOOR = 32
+LIMIT_START = 512
+# A loop this late while deciding is saturated (a pass is normally a few ms).
+UNDER_LOAD_LATE_S = 0.025
+
 
 class Service(Lookups):
     """What the HTTP handlers call: the decision, and the single lookups it is made of."""
@@ -36,20 +44,59 @@ class Service(Lookups):
     def __init__(self, settings: Settings, cache: Cache, store: Store, metrics: Metrics) -> None:
         super().__init__(settings, cache, store, metrics)
         self.live = LiveState.from_settings(cache, settings)
-        self.trip = OneTrip(cache, self.live)
+        # A loop that runs late reads a reply after it arrived: the trip waits that
+        # much longer before calling Redis failed (pressure.py), at most twice as
+        # long in all, so a hung Redis is still told from a busy process.
+        redis_s = settings.redis_timeout_ms / 1000
+        self.trip = OneTrip(cache, self.live, slack=lambda: min(2 * self.pressure.late_s, redis_s))
         self.facts = Facts(settings, self, self.trip, metrics)
         self._inflight = 0
+        self._last_decision = 0.0
+        ceiling = settings.max_inflight_decisions
+        # Half the deadline: an answer slower than that means the process holds
+        # more than it can surely finish in time; the other half is the margin.
+        self.capacity = AdaptiveLimit(
+            floor=min(LIMIT_FLOOR, ceiling),
+            ceiling=ceiling,
+            target_s=settings.decision_deadline_ms * 0.6 / 1000,
+            value=min(LIMIT_START, ceiling),
+        )
+        metrics.decision_limit.set_function(lambda: self.capacity.value)
+        metrics.decisions_inflight.set_function(lambda: self._inflight)
         self.lease_docs = LeaseDocs(self.trip, on_error=metrics.degraded.labels("lease_docs").inc)
 
-    async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
-        if self._inflight >= self.settings.max_inflight_decisions:
+    def shed(self) -> None:
+        """Refuse a decision at once (Overloaded) when this process cannot take it on:
+        as many are in flight as its limit allows (decide/capacity.py: the limit
+        follows how fast admitted decisions answer). The handler checks before it
+        reads the body too: a shed request should cost as little as possible, since
+        under a burst it is most of them."""
+        if not self.capacity.admits(self._inflight):
             raise Overloaded("too many decisions in flight; try again shortly")
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def under_load(self) -> bool:
+        """Decisions were made this past second and the loop runs late: background
+        work (the drainer) should step aside for a moment."""
+        return (
+            self.pressure.late_s > UNDER_LOAD_LATE_S
+            and time.monotonic() - self._last_decision < 1.0
+        )
+
+    async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
+        self.shed()
         self._inflight += 1
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
                 return await self._decide(query, now)
         finally:
             self._inflight -= 1
+            done = self._last_decision = time.monotonic()
+            self.capacity.observe(done - started, done)
 
     async def _decide(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
         view = await self._view()
@@ -105,7 +152,7 @@ class Service(Lookups):
         try:
             return await self.catalog.refresh()
         except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
+            self.redis_failed()
             return GenerationView()
 
     # -- admission --------------------------------------------------------------
@@ -147,7 +194,7 @@ class Service(Lookups):
         try:
             outcome = await self.live.admit(limits, query.call_id, _lease_doc(verdict, limits))
         except CacheUnavailable:
-            self.metrics.degraded.labels("admission").inc()
+            self.redis_failed("admission")
             outcome = "unchecked"
         return self._admitted(verdict, outcome)
 

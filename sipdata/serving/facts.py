@@ -85,7 +85,7 @@ class Facts:
         self.metrics = metrics
 
     def _degraded(self) -> None:
-        self.metrics.inc(self.metrics.degraded, "redis")
+        self.lookups.redis_failed()
 
     # -- who calls --------------------------------------------------------------
 

@@ -37,9 +37,10 @@ from sipdata.decide.models import (
 )
 from sipdata.decide.numbers import prefixes
 from sipdata.decide.rules import OrgRules
-from sipdata.errors import CacheUnavailable
+from sipdata.errors import CacheUnavailable, Overloaded
 from sipdata.metrics import Metrics
 from sipdata.serving.catalog import Catalog, GenerationView
+from sipdata.serving.pressure import Pressure
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -104,8 +105,20 @@ class Lookups:
         self.store = store
         self.metrics = metrics
         self.catalog = Catalog(cache, metrics)
+        # Late by half a Redis timeout: a timeout then may well be this process's
+        # own backlog rather than Redis.
+        self.pressure = Pressure(busy_s=max(0.05, settings.redis_timeout_ms / 2000))
 
     # -- plumbing ------------------------------------------------------------
+
+    def redis_failed(self, label: str = "redis") -> None:
+        """A Redis read the request needs failed: count it and let the caller fall back
+        to the database -- unless this process runs behind its own loop, when the
+        failure is most likely that backlog (a reply not read in time) and the
+        database would only deepen it: then the request is shed (Overloaded)."""
+        if self.pressure.busy:
+            raise Overloaded("this process is behind its requests; try again shortly")
+        self.metrics.inc(self.metrics.degraded, label)
 
     def count(self, kind: str, source: str) -> None:
         self.metrics.inc(self.metrics.lookups, kind, source)
@@ -158,7 +171,7 @@ class Lookups:
         try:
             return await read(view.gen)
         except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
+            self.redis_failed()
             return UNFETCHED
 
     async def _rt(self, kind: str, key: str, rt_raw: Fetched) -> bytes | None:
@@ -167,7 +180,7 @@ class Lookups:
         try:
             return await self.cache.get_readthrough(kind, key)
         except CacheUnavailable:
-            self.metrics.degraded.labels("redis").inc()
+            self.redis_failed()
             return None
 
     async def _point(

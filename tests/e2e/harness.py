@@ -149,7 +149,8 @@ class Kamailio:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [require("kamailio"), "-f", str(KAMAILIO_CFG), "-DD", "-E"]
+        # -x tlsf: the memory manager docs/kamailio.md recommends (make run uses it)
+        args = [require("kamailio"), "-f", str(KAMAILIO_CFG), "-DD", "-E", "-x", "tlsf"]
         args += ["-Y", str(self.workdir), "-P", str(self.workdir / "kamailio.pid")]
         for define in self.defines:
             args += ["-A", define]

@@ -68,6 +68,8 @@ def test_completed_call_leaves_a_rated_cdr(stack: Stack) -> None:
     assert cdr["rate"] == Decimal("0.005") and cdr["cost"] == Decimal("0.0005")
     # every report was acknowledged, so Kamailio keeps none for sending again
     wait_for(lambda: "value" not in stack.kamailio.rpc("htable.dump", "reports"), "no reports")
+    # and dropped them by the keys filed with their batch (one parse of the answer)
+    wait_for(lambda: "value" not in stack.kamailio.rpc("htable.dump", "batches"), "no batches")
 
 
 def test_full_trunk_refuses_the_next_call(stack: Stack, one_channel: str) -> None:

@@ -17,16 +17,19 @@ from tests.e2e.parties import refused_caller
 LCR_NUMBER = "12125551234"
 
 
-def invite(stack: Stack, user: str, call_id: str, *extra: str) -> tuple[int, str]:
+def invite(
+    stack: Stack, user: str, call_id: str, *extra: str, from_user: str = "caller"
+) -> tuple[int, str]:
     """Send one INVITE from acme-ip's address; the final reply's code and reason (the
-    INVITE transaction is completed with an ACK, as a real UAC would)."""
+    INVITE transaction is completed with an ACK, as a real UAC would). Text is sent
+    as UTF-8, and lone surrogates ("\udcff") as the raw byte they stand for."""
     host, port = stack.target.rsplit(":", 1)
     branch = "z9hG4bK" + secrets.token_hex(8)
     head = [
         f"INVITE sip:{user}@{host} SIP/2.0",
         f"Via: SIP/2.0/UDP {ACME_IP}:{{port}};branch={branch};rport",
         "Max-Forwards: 70",
-        f"From: <sip:caller@{ACME_IP}>;tag=t{secrets.token_hex(4)}",
+        f"From: <sip:{from_user}@{ACME_IP}>;tag=t{secrets.token_hex(4)}",
         f"To: <sip:{user}@{host}>",
         f"Call-ID: {call_id}",
         "CSeq: 1 INVITE",
@@ -39,7 +42,7 @@ def invite(stack: Stack, user: str, call_id: str, *extra: str) -> tuple[int, str
         local = sock.getsockname()[1]
         message = "\r\n".join(head).replace("{port}", str(local)) + "\r\n\r\n"
         sock.settimeout(10)
-        sock.sendto(message.encode(), (host, int(port)))
+        sock.sendto(message.encode("utf-8", "surrogateescape"), (host, int(port)))
         while True:
             reply = sock.recv(65535).decode(errors="replace")
             status = reply.split("\r\n", 1)[0].split(" ", 2)
@@ -57,7 +60,8 @@ def invite(stack: Stack, user: str, call_id: str, *extra: str) -> tuple[int, str
             "CSeq: 1 ACK",
             "Content-Length: 0",
         ]
-        sock.sendto(("\r\n".join(ack) + "\r\n\r\n").encode(), (host, int(port)))
+        raw_ack = ("\r\n".join(ack) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        sock.sendto(raw_ack, (host, int(port)))
     return code, status[2] if len(status) > 2 else ""
 
 
@@ -97,6 +101,26 @@ def test_sipdata_refusals_reach_the_caller_as_what_they_are(
     assert got == code, reason
     if code == 400:
         assert f"sipdata refused the INVITE ({field})" in stack.kamailio.log()
+
+
+# jansson logs the encoding it refused; the script's fallback is what is tested
+NOT_UTF8 = pytest.mark.kamailio_log_allows("jansson_xavp2object()", "jansson_xencode()")
+
+
+@NOT_UTF8
+def test_a_calling_number_that_is_not_utf8_is_left_out_of_the_question(stack: Stack) -> None:
+    """The question is JSON, which cannot carry those bytes: the edge drops the optional
+    calling number and still asks (sipdata's own answer, 484 for a called number it
+    cannot read, comes back), rather than failing the call or pasting raw bytes."""
+    got, reason = invite(stack, "1212abc", "from-not-utf8", from_user="caller\udcff\udcfe")
+    assert got == 484, reason
+
+
+@NOT_UTF8
+def test_a_call_id_that_is_not_utf8_is_a_bad_request(stack: Stack) -> None:
+    """A Call-ID the question cannot carry: 400 from the edge, never a 5xx or a route."""
+    got, reason = invite(stack, LCR_NUMBER, "call-\udcff-id")
+    assert got == 400, reason
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 
 from sipdata.cache.client import Cache
+from sipdata.http.handlers import SERVICE
 from sipdata.settings import Settings
 
-from .conftest import RedisServer, free_port, start_api, warmer
+from .conftest import Api, RedisServer, free_port, start_api, warmer
 
 pytestmark = pytest.mark.usefixtures("demo")
 
@@ -94,6 +95,17 @@ async def test_database_down_warm_redis_still_routes(
         await api.client.close()
 
 
+async def calm(api: Api) -> None:
+    """Wait until the server's loop keeps time: the warm just done in this same loop
+    held it, and a Redis timeout right after would be taken for the process's own
+    backlog and shed (serving/pressure.py), which is not what these tests are about."""
+    pressure = api.client.app[SERVICE].pressure
+    deadline = time.monotonic() + 10
+    while pressure.busy:
+        assert time.monotonic() < deadline, "the test's own loop never settled"
+        await asyncio.sleep(0.05)
+
+
 async def test_hung_redis_and_database_answer_503_within_the_deadline(
     private_settings: Settings, redis_server: RedisServer, pool: asyncpg.Pool, blackhole: int
 ) -> None:
@@ -111,6 +123,7 @@ async def test_hung_redis_and_database_answer_503_within_the_deadline(
     try:
         ok = await api.decide(source_ip="127.0.0.10", to="12125551234")
         assert ok["verdict"] == "route"
+        await calm(api)
         assert redis_server.proc is not None
         os.kill(redis_server.proc.pid, signal.SIGSTOP)
         try:
@@ -138,6 +151,7 @@ async def test_decisions_above_the_in_flight_bound_are_shed_at_once(
     await warmer(settings, cache, pool).load_once()
     api = await start_api(replace(settings, max_inflight_decisions=1))
     try:
+        await calm(api)
         await cache.client.execute_command("CLIENT", "PAUSE", "600", "ALL")
         first = asyncio.create_task(
             api.get("/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="a")
@@ -155,5 +169,50 @@ async def test_decisions_above_the_in_flight_bound_are_shed_at_once(
             "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="c"
         )
         assert status == 200 and again["verdict"] == "route"  # the slot is free again
+    finally:
+        await api.client.close()
+
+
+async def test_a_redis_timeout_while_the_process_is_behind_sheds_instead_of_reading_the_database(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """Under a burst the loop runs behind, and a Redis reply already in the socket is
+    read after its timeout fired. That is this process's backlog, not Redis failing:
+    the decision is shed (503 overloaded, at once) rather than sent to the database,
+    which would cost more and miss the deadline (issue 12's burst). Once the loop
+    keeps time again, decisions route."""
+    await warmer(settings, cache, pool).load_once()
+    api = await start_api(settings)
+    service = api.client.app[SERVICE]
+    try:
+        ok = await api.decide(source_ip="127.0.0.10", to="12125551234")
+        assert ok["verdict"] == "route"  # the generation and this caller are known
+        await calm(api)
+        await cache.client.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        decision = asyncio.create_task(
+            api.get("/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="x")
+        )
+        deadline = time.monotonic() + 10
+        while service.inflight == 0:  # admitted: its Redis call is on its way
+            assert time.monotonic() < deadline, "the decision never started"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        # the loop held past the Redis timeout, as a burst holds it
+        time.sleep(0.6)  # noqa: ASYNC251
+        status, body = await decision
+        assert status == 503 and body["error"]["code"] == "overloaded", body
+        assert (body["verdict"], body["code"]) == ("reject", 503)
+        await cache.client.execute_command("CLIENT", "UNPAUSE")
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = await api.get(
+                "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="y"
+            )
+            if status == 200:
+                break
+            assert body["error"]["code"] == "overloaded"
+            assert time.monotonic() < deadline, "still shedding long after the loop was freed"
+            await asyncio.sleep(0.05)
+        assert body["verdict"] == "route"
     finally:
         await api.client.close()

@@ -124,3 +124,80 @@ def test_serve_on_a_port_in_use_says_so_without_a_traceback(settings: Settings) 
     assert result.returncode == 1, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _serve_workers(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SIPDATA_DATABASE_URL": settings.database_url,
+        "SIPDATA_REDIS_URL": settings.redis_url,
+        "SIPDATA_HTTP_PORT": str(port),
+        "SIPDATA_WARMER_ENABLED": "false",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sipdata", "serve", "--workers", "2"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _started(proc: subprocess.Popen[bytes], port: int, log: Path) -> int:
+    """The one worker the parent started, once both listen."""
+    deadline = time.monotonic() + 30
+    while not (listening(port) and _children(proc.pid)):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "sipdata serve --workers 2 did not start"
+        time.sleep(0.1)
+    (child,) = _children(proc.pid)
+    return child
+
+
+def test_two_workers_share_the_port_and_stop_together(
+    settings: Settings, tmp_path: Path, demo: object
+) -> None:
+    """`serve --workers 2` runs a second process on the same port (SO_REUSEPORT); a
+    SIGTERM to the first stops both cleanly (exit 0), so no orphan keeps the port."""
+    port, log = free_port(), tmp_path / "serve.log"
+    proc = _serve_workers(settings, port, log)
+    try:
+        child = _started(proc, port, log)
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert b"serve" in cmdline and b"--reuse-port" in cmdline
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log.read_text()
+        assert not Path(f"/proc/{child}").exists() or _zombie(child)
+        assert not listening(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_worker_that_dies_stops_the_set_with_exit_1(
+    settings: Settings, tmp_path: Path, demo: object
+) -> None:
+    """A worker killed under the parent is not left missing unnoticed: the parent stops
+    serving and exits 1, for the supervisor to restart the whole set."""
+    port, log = free_port(), tmp_path / "serve.log"
+    proc = _serve_workers(settings, port, log)
+    try:
+        child = _started(proc, port, log)
+        os.kill(child, signal.SIGKILL)
+        assert proc.wait(20) == 1, log.read_text()
+        assert "serve worker exited" in log.read_text()
+        assert not listening(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
