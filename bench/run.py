@@ -27,7 +27,7 @@ import asyncpg
 import redis
 
 from bench import dataset, deck_import, freshness, http_load, sip_cpu, sip_load
-from bench.procs import ROOT, env_for, serving, sipdata
+from bench.procs import BIN, ROOT, env_for, serving, sipdata
 
 RESULTS = ROOT / "bench" / "results"
 # The one rate all three configurations carry for the CPU-per-call comparison:
@@ -107,12 +107,28 @@ def http_section(workers: int, quick: bool) -> dict[str, Any]:
             out[name]["burst"] = http_load.burst(
                 url, pids, path, TOKEN, load, BURST_CAPACITY, out[name]["decide"]["rps"]
             )
+            out[name]["burst_once"] = [burst_once(url) for _ in range(3)]
         if name == "demo":
             try:
                 out["scaling"] = scaling(env, path, load)
             except RuntimeError as exc:  # a BENCH_SIPDATA_SRC tree without --workers
                 out["scaling_error"] = repr(exc)
     return out
+
+
+def burst_once(url: str) -> dict[str, Any]:
+    """Issue 12's first burst: 1,500 decisions at once on new connections (the client
+    on the second core)."""
+    out = subprocess.run(
+        ["taskset", "-c", "1", str(BIN / "python"), "-m", "bench.burst_once", url, TOKEN, "1500"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
 
 
 def scaling(env: dict[str, str], cases: Path, load: http_load.Load) -> dict[str, Any]:
@@ -168,6 +184,11 @@ def summary(results: dict[str, Any]) -> str:
                     f" shed/s, other errors {b['http_error']},"
                     f" missed deadline {b['missed_deadline']},"
                     f" p50 {b['p50_us'] / 1000:.1f} ms p99 {b['p99_us'] / 1000:.1f} ms"
+                )
+            for once in r.get("burst_once", []):
+                lines.append(
+                    f"  {name:5} 1,500 at once: {once['kinds']} in {once['wall_s']} s,"
+                    f" routed p50 {once['routed_p50_ms']} ms max {once['routed_max_ms']} ms"
                 )
         sc = http.get("scaling")
         if sc:

@@ -48,6 +48,15 @@ async def dead_letters(cache: Cache) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in await cache.client.xrange(keys.CALL_EVENTS_DEAD)]
 
 
+async def acknowledged_ends(api: Api, prefix: str, n: int = 5) -> list[str]:
+    """`n` end reports of calls that ended 70 s ago, each acknowledged (202)."""
+    ids = [f"{prefix}-{i}" for i in range(n)]
+    t0 = time.time() - 70
+    for call_id in ids:
+        assert (await api.post("/v1/events/call", call_report(call_id, "end", t0)))[0] == 202
+    return ids
+
+
 async def cdr_count(pool: asyncpg.Pool, call_id: str) -> int:
     return len(await cdrs(pool, call_id))
 
@@ -303,10 +312,7 @@ async def test_entries_read_but_never_received_are_drained_after_a_redis_error(
     api = await start_api(settings)  # write-back off: the test runs the loop itself
     loop: asyncio.Task[None] | None = None
     try:
-        ids = [f"lost-reply-{i}" for i in range(5)]
-        t0 = time.time() - 70
-        for call_id in ids:
-            assert (await api.post("/v1/events/call", call_report(call_id, "end", t0)))[0] == 202
+        ids = await acknowledged_ends(api, "lost-reply")
         writeback = api.writeback
         await writeback.live.ensure_group(keys.CALL_EVENTS)
         # The read Redis answered but the drainer never received:
@@ -328,3 +334,34 @@ async def test_entries_read_but_never_received_are_drained_after_a_redis_error(
                 await loop
         await api.client.close()
         await cache.close()
+
+
+async def test_a_drainer_that_steps_aside_for_decisions_still_drains_everything(
+    settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """While decisions wait on a late loop the drainer pauses between rounds (the
+    reports are durable in the stream already); even if that lasted for ever, every
+    acknowledged report still becomes its CDR: stepping aside slows it, never stops it."""
+    await warmer(settings, cache, pool).load_once()
+    api = await start_api(settings)  # write-back off: the test runs the loop itself
+    loop: asyncio.Task[None] | None = None
+    try:
+        ids = await acknowledged_ends(api, "aside")
+        writeback = api.writeback
+        asked: list[bool] = []
+
+        def busy() -> bool:
+            asked.append(True)
+            return True  # decisions always waiting
+
+        writeback.busy = busy
+        loop = asyncio.create_task(writeback.drain_loop())
+        for call_id in ids:
+            await eventually(lambda c=call_id: cdr_count(pool, c), call_id, timeout_s=15)
+        assert asked  # it did ask, between rounds
+    finally:
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await api.client.close()

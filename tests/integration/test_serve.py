@@ -56,10 +56,8 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-def served(settings: Settings, tmp_path: Path, demo: object) -> Iterator[Served]:
-    port = free_port()
-    log = tmp_path / "serve.log"
+def start_serve(settings: Settings, port: int, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`sipdata serve` on `port` against the test's database and Redis, no warmer."""
     env = {
         **os.environ,
         "SIPDATA_DATABASE_URL": settings.database_url,
@@ -68,9 +66,16 @@ def served(settings: Settings, tmp_path: Path, demo: object) -> Iterator[Served]
         "SIPDATA_WARMER_ENABLED": "false",
     }
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sipdata", "serve"], env=env, stdout=out, stderr=out
+        return subprocess.Popen(
+            [sys.executable, "-m", "sipdata", "serve", *args], env=env, stdout=out, stderr=out
         )
+
+
+@pytest.fixture
+def served(settings: Settings, tmp_path: Path, demo: object) -> Iterator[Served]:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start_serve(settings, port, log)
     deadline = time.monotonic() + 20
     while not listening(port):
         assert proc.poll() is None, log.read_text()
@@ -126,23 +131,6 @@ def test_serve_on_a_port_in_use_says_so_without_a_traceback(settings: Settings) 
     assert "Traceback" not in result.stderr
 
 
-def _serve_workers(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SIPDATA_DATABASE_URL": settings.database_url,
-        "SIPDATA_REDIS_URL": settings.redis_url,
-        "SIPDATA_HTTP_PORT": str(port),
-        "SIPDATA_WARMER_ENABLED": "false",
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sipdata", "serve", "--workers", "2"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-
-
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -164,7 +152,7 @@ def test_two_workers_share_the_port_and_stop_together(
     """`serve --workers 2` runs a second process on the same port (SO_REUSEPORT); a
     SIGTERM to the first stops both cleanly (exit 0), so no orphan keeps the port."""
     port, log = free_port(), tmp_path / "serve.log"
-    proc = _serve_workers(settings, port, log)
+    proc = start_serve(settings, port, log, "--workers", "2")
     try:
         child = _started(proc, port, log)
         cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
@@ -184,7 +172,7 @@ def test_a_worker_that_dies_stops_the_set_with_exit_1(
     """A worker killed under the parent is not left missing unnoticed: the parent stops
     serving and exits 1, for the supervisor to restart the whole set."""
     port, log = free_port(), tmp_path / "serve.log"
-    proc = _serve_workers(settings, port, log)
+    proc = start_serve(settings, port, log, "--workers", "2")
     try:
         child = _started(proc, port, log)
         os.kill(child, signal.SIGKILL)

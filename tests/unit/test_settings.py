@@ -1,5 +1,7 @@
 """Settings: defaults that work here, typed parsing, errors naming the variable."""
 
+import os
+
 import pytest
 
 from sipdata.errors import ConfigError
@@ -43,6 +45,8 @@ def test_values_are_parsed_by_type() -> None:
         ({"SIPDATA_LOG_FORMAT": "xml"}, "SIPDATA_LOG_FORMAT"),
         ({"SIPDATA_REALM": "a:b"}, "SIPDATA_REALM"),
         ({"SIPDATA_GENERATION_GRACE_S": "0"}, "SIPDATA_GENERATION_GRACE_S"),
+        ({"SIPDATA_WORKERS": "-1"}, "SIPDATA_WORKERS"),
+        ({"SIPDATA_MAX_INFLIGHT_DECISIONS": "0"}, "SIPDATA_MAX_INFLIGHT_DECISIONS"),
     ],
 )
 def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str) -> None:
@@ -50,6 +54,14 @@ def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str)
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
     assert name in info.value.message
+
+
+def test_workers_default_to_half_the_cores_and_at_least_one() -> None:
+    """0 (the default) leaves room for Kamailio and Redis on an edge host; a number is
+    taken as given."""
+    expected = max(1, (os.cpu_count() or 2) // 2)
+    assert Settings.from_env({}).serve_workers() == expected >= 1
+    assert Settings.from_env({"SIPDATA_WORKERS": "3"}).serve_workers() == 3
 
 
 def test_settings_are_frozen() -> None:
