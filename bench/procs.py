@@ -73,6 +73,14 @@ def sipdata_cmd() -> list[str]:
     return [str(BIN / "sipdata")]
 
 
+def sipdata_cwd() -> str | None:
+    """Where sipdata runs: `python -m sipdata` puts its working directory first on
+    sys.path, so run from this checkout it would import this tree's package
+    whatever PYTHONPATH says (every BENCH_SIPDATA_SRC "before" until issue 12's
+    review did). BENCH_SIPDATA_SRC's own tree, then."""
+    return os.environ.get("BENCH_SIPDATA_SRC") or None
+
+
 def env_for(database: str, redis_db: int, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     if env.get("BENCH_SIPDATA_SRC"):
@@ -90,6 +98,7 @@ def sipdata(env: Mapping[str, str], *args: str, timeout_s: float = 1800) -> str:
     """Run one sipdata command to completion; its output (raises on failure)."""
     out = subprocess.run(
         [*sipdata_cmd(), *args],
+        cwd=sipdata_cwd(),
         check=False,
         env=dict(env),
         capture_output=True,
@@ -119,6 +128,7 @@ def serving(
                 # serves one process and ignores SIPDATA_WORKERS)
                 [*sipdata_cmd(), "serve", *(["--workers", str(workers)] if workers > 1 else [])],
                 env={**env, "SIPDATA_HTTP_PORT": str(port), "SIPDATA_WORKERS": str(workers)},
+                cwd=sipdata_cwd(),
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -93,7 +93,11 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        # A listen backlog well above aiohttp's 128: a burst of new connections
+        # past it waits on SYN retransmits (1 s, 3 s, 7 s...) before any of it is
+        # even shed (bench/burst_once.py: 1,500 at once, some answered after 20 s).
+        # The kernel caps it at net.core.somaxconn.
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=4096).start()
         log.info("serving", host=host, port=port)
         await stop.wait()
     finally:

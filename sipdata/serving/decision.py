@@ -33,7 +33,7 @@ from sipdata.settings import Settings
 
 # The in-flight limit's floor, and where it starts (decide/capacity.py).
 LIMIT_FLOOR = 32
-LIMIT_START = 512
+LIMIT_START = 128
 # A loop this late while deciding is saturated (a pass is normally a few ms).
 UNDER_LOAD_LATE_S = 0.025
 
