@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 TICK = os.sysconf("SC_CLK_TCK")
+TOKEN = "bench-token"  # the shared secret every benchmark's sipdata and Kamailio use
 
 
 def free_port() -> int:

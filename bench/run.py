@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -27,7 +28,7 @@ import asyncpg
 import redis
 
 from bench import dataset, deck_import, freshness, http_load, sip_cpu, sip_load
-from bench.procs import BIN, ROOT, env_for, serving, sipdata
+from bench.procs import BIN, ROOT, TOKEN, env_for, serving, sipdata
 
 RESULTS = ROOT / "bench" / "results"
 # The one rate all three configurations carry for the CPU-per-call comparison:
@@ -36,7 +37,6 @@ CPU_RATE = 500
 # The burst is 10 x this many concurrent decisions: the fixed in-flight cap one
 # process had when issue 12 measured a burst of 1,500 (now the limit adapts).
 BURST_CAPACITY = 128
-TOKEN = "bench-token"
 
 
 def machine() -> dict[str, Any]:
@@ -137,13 +137,13 @@ def scaling(env: dict[str, str], cases: Path, load: http_load.Load) -> dict[str,
     (here it shares that core with wrk, Redis and the kernel)."""
     out: dict[str, Any] = {"wrk_cpu": "1"}
     sipdata(env, "warm")  # the generation's heartbeat lapsed meanwhile (no warmer runs here)
-    pinned = http_load.Load(load.connections, load.threads, load.seconds, cpu="1")
+    pinned = dataclasses.replace(load, cpu="1")
     for workers in (1, 2):
         with serving(env, workers, RESULTS / f"sipdata-scaling-{workers}.log") as (url, pids):
             http_load.wrk(
                 url + "/v1/decide/invite",
                 "decide.lua",
-                http_load.Load(pinned.connections, pinned.threads, 3, cpu="1"),
+                dataclasses.replace(pinned, seconds=3),
                 pids,
                 cases=cases,
                 token=TOKEN,
@@ -230,7 +230,7 @@ def main() -> None:
 
     def cpu() -> dict[str, Any]:
         asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
-        return sip_cpu.run(CPU_RATE)
+        return sip_cpu.run(CPU_RATE, TOKEN)
 
     sections = {
         "http": lambda: http_section(args.workers, args.quick),

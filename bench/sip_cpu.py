@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import sip_load
 from bench.native_data import export
-from bench.procs import ROOT, cpu_seconds, env_for, serving
+from bench.procs import ROOT, TOKEN, cpu_seconds, env_for, serving
 from sipdata.settings import Settings
 
 GROUPS = ("kamailio", "sipp", "sipdata serve", "redis-server", "postgres")
@@ -71,28 +71,19 @@ def measure(name: str, rate: int, work: Path, defines: list[str]) -> dict[str, A
     }
 
 
-def run(rate: int) -> dict[str, Any]:
+def run(rate: int, token: str) -> dict[str, Any]:
     """(a), (b) and (c) at the same rate, in one run."""
     work = ROOT / "bench" / "results" / "sip-cpu"
     work.mkdir(parents=True, exist_ok=True)
-    env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN="bench-token")
+    env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN=token)
     dbtext = work / "dbtext"
     asyncio.run(export(Settings.from_env(env), dbtext))
-    common = ["SIP_CHILDREN=4"]
     out: dict[str, Any] = {"rate": rate}
     with sip_load.callee(work):
-        out["fixed"] = measure(
-            "fixed", rate, work, [*common, f'FIXED_DST="sip:{sip_load.CALLEE}:5060"']
-        )
-        out["native"] = measure("native", rate, work, [*common, f'DBURL="text://{dbtext}"'])
+        out["fixed"] = measure("fixed", rate, work, sip_load.FIXED_DEFINES)
+        out["native"] = measure("native", rate, work, sip_load.native_defines(dbtext))
         with serving(env, 1, work / "sipdata.log") as (url, _):
-            defines = [
-                *common,
-                f'SIPDATA_URL="{url}"',
-                'SIPDATA_SECRET="bench-token"',
-                f'CTL_SOCKET="unix:{work}/ctl"',
-                f'RPC_FIFO="{work}/fifo"',
-            ]
+            defines = sip_load.sipdata_defines(url, token, work)
             out["sipdata"] = measure("sipdata", rate, work, defines)
     kam = {k: out[k]["ms_per_call"].get("kamailio", 0.0) for k in ("fixed", "native", "sipdata")}
     out["kamailio_c_over_b"] = kam["sipdata"] / kam["native"] if kam["native"] else None
@@ -111,7 +102,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     rate = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    print("\n".join(summary_lines(run(rate))))
+    print("\n".join(summary_lines(run(rate, TOKEN))))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ UAC = SCENARIOS / "uac_call.xml"
 # A caller for whom a 503 is an answer too (the overload probe counts both).
 UAC_OR_503 = ROOT / "bench" / "sipp" / "uac_call_or_503.xml"
 SHM_MB = 1024
+# The same workers for all three configurations; (a) and (b)'s own defines.
+COMMON = ["SIP_CHILDREN=4"]
+FIXED_DEFINES = [*COMMON, f'FIXED_DST="sip:{CALLEE}:5060"']
+
+
+def native_defines(dbtext: Path) -> list[str]:
+    return [*COMMON, f'DBURL="text://{dbtext}"']
+
+
 # Kamailio's memory manager, the same for all three: its default (qm, the one
 # with debugging aids) was 14 % of (c)'s Kamailio CPU in qm_malloc alone
 # (perf record on Kamailio under bench.sip_cpu); TLSF allocates in constant time.
@@ -301,6 +310,17 @@ def search(target: str, workdir: Path, quick: bool) -> dict[str, Any]:
     return {"sustained": best, "tried": tried}
 
 
+def sipdata_defines(url: str, token: str, work: Path) -> list[str]:
+    """(c)'s -A defines: the sipdata to ask, its secret, control sockets in `work`."""
+    return [
+        *COMMON,
+        f'SIPDATA_URL="{url}"',
+        f'SIPDATA_SECRET="{token}"',
+        f'CTL_SOCKET="unix:{work}/kamailio-ctl"',
+        f'RPC_FIFO="{work}/kamailio_rpc.fifo"',
+    ]
+
+
 def run_all(
     env: Mapping[str, str], token: str, results: Path, workers: int, quick: bool
 ) -> dict[str, Any]:
@@ -310,28 +330,22 @@ def run_all(
     settings = Settings.from_env(env)
     exported = asyncio.run(export(settings, dbtext))
     out: dict[str, Any] = {"native_tables": exported, "workers": workers}
-    common = ["SIP_CHILDREN=4"]
     with callee(work):
-        with kamailio("fixed", work, [*common, f'FIXED_DST="sip:{CALLEE}:5060"']) as port:
+        with kamailio("fixed", work, FIXED_DEFINES) as port:
             out["fixed"] = search(f"127.0.0.1:{port}", work, quick)
-        with kamailio("native", work, [*common, f'DBURL="text://{dbtext}"']) as port:
+        with kamailio("native", work, native_defines(dbtext)) as port:
             out["native"] = search(f"127.0.0.1:{port}", work, quick)
-        with serving(env, workers, work / "sipdata.log") as (url, _pids):
-            defines = [
-                *common,
-                f'SIPDATA_URL="{url}"',
-                f'SIPDATA_SECRET="{token}"',
-                f'CTL_SOCKET="unix:{work}/kamailio-ctl"',
-                f'RPC_FIFO="{work}/kamailio_rpc.fifo"',
-            ]
-            with kamailio("sipdata", work, defines) as port:
-                target = f"127.0.0.1:{port}"
-                out["sipdata"] = search(target, work, quick)
-                best = (out["sipdata"]["sustained"] or {}).get("rate", 0)
-                seconds = 5 if quick else 30
-                if best:
-                    out["sipdata_70pct"] = calls(target, max(1, best * 7 // 10), seconds, work)
-                    out["sipdata_overload"] = overload(target, best * 3 // 2, seconds, work)
+        with (
+            serving(env, workers, work / "sipdata.log") as (url, _pids),
+            kamailio("sipdata", work, sipdata_defines(url, token, work)) as port,
+        ):
+            target = f"127.0.0.1:{port}"
+            out["sipdata"] = search(target, work, quick)
+            best = (out["sipdata"]["sustained"] or {}).get("rate", 0)
+            seconds = 5 if quick else 30
+            if best:
+                out["sipdata_70pct"] = calls(target, max(1, best * 7 // 10), seconds, work)
+                out["sipdata_overload"] = overload(target, best * 3 // 2, seconds, work)
     rates = {k: (out[k]["sustained"] or {}).get("rate", 0) for k in CONFIGS}
     out["rates"] = rates
     out["c_over_a"] = rates["sipdata"] / rates["fixed"] if rates["fixed"] else None

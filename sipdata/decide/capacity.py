@@ -3,8 +3,8 @@
 A fixed cap is wrong both ways. Under a burst of many connections the loop
 spends each pass reading and answering the requests it sheds, and every await
 of an admitted decision waits one pass; so the more it admits per pass, the
-more real answers each pass yields (a cap of 128 against 1,280 connections gave
-a tenth of the process's rate), while its latency hardly moves: a pass is
+more real answers each pass yields (a cap of 128 against 1,280 connections kept
+0.33-0.40 of the process's rate), while its latency hardly moves: a pass is
 mostly the shed requests. But each admitted decision also lengthens the pass,
 and past the deadline an answer is worth nothing. So the limit grows while
 admitted decisions answer inside three quarters of their latency target and

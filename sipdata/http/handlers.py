@@ -73,7 +73,6 @@ async def custom_lookup(request: web.Request) -> web.Response:
 
 
 async def decide_invite(request: web.Request) -> web.Response:
-    request.app[SERVICE].shed()  # before reading the body (the middleware checked first)
     p = await _params(request)
     call_id = params.required(p, "call_id", limit=MAX_CALL_ID)
     structlog.contextvars.bind_contextvars(call_id=call_id[:128])

@@ -22,13 +22,13 @@ from sipdata.errors import (
 from sipdata.http.handlers import SERVICE
 from sipdata.http.responses import error_body, error_body_of, error_response, json_response
 from sipdata.metrics import Metrics
+from sipdata.serving.decision import OVERLOADED
 
 log = structlog.get_logger(__name__)
 # Kamailio files a report (or a batch of them) under these until it is
 # acknowledged; the answer, handled in another of its processes, names it.
 ECHOED = ("X-Report-Key", "X-Report-Batch")
 DECIDE_PATH = "/v1/decide/invite"
-SHED_MESSAGE = "too many decisions in flight; try again shortly"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -42,20 +42,22 @@ def _authorised(request: web.Request, expected: bytes) -> bool:
 
 def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
     expected = api_token.encode()
-    shed_body = orjson.dumps(error_body_of(Overloaded(SHED_MESSAGE)))
+    shed_body = orjson.dumps(error_body_of(Overloaded(OVERLOADED)))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == DECIDE_PATH and _authorised(request, expected):
-            service = request.app[SERVICE]
-            if not service.capacity.admits(service.inflight):
-                # Under a burst most requests end here: the least work that answers
-                # one (no exception, no logging context, a body encoded once).
-                metrics.inc(metrics.degraded, Overloaded.code)
-                metrics.inc(metrics.requests, DECIDE_PATH, "503")
-                return web.Response(
-                    body=shed_body, status=Overloaded.status, content_type="application/json"
-                )
+        if (
+            request.path == DECIDE_PATH
+            and _authorised(request, expected)
+            and request.app[SERVICE].full()
+        ):
+            # Under a burst most requests end here: the least work that answers one
+            # (no exception, no logging context, a body encoded once).
+            metrics.inc(metrics.degraded, Overloaded.code)
+            metrics.inc(metrics.requests, DECIDE_PATH, "503")
+            return web.Response(
+                body=shed_body, status=Overloaded.status, content_type="application/json"
+            )
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "unmatched"
         started = time.perf_counter()

@@ -34,6 +34,7 @@ from sipdata.settings import Settings
 # The in-flight limit's floor, and where it starts (decide/capacity.py).
 LIMIT_FLOOR = 32
 LIMIT_START = 128
+OVERLOADED = "too many decisions in flight; try again shortly"
 # A loop this late while deciding is saturated (a pass is normally a few ms).
 UNDER_LOAD_LATE_S = 0.025
 
@@ -53,8 +54,8 @@ class Service(Lookups):
         self._inflight = 0
         self._last_decision = 0.0
         ceiling = settings.max_inflight_decisions
-        # Half the deadline: an answer slower than that means the process holds
-        # more than it can surely finish in time; the other half is the margin.
+        # 60 % of the deadline: an answer slower than that means the process holds
+        # more than it can surely finish in time; the rest is the margin.
         self.capacity = AdaptiveLimit(
             floor=min(LIMIT_FLOOR, ceiling),
             ceiling=ceiling,
@@ -65,14 +66,12 @@ class Service(Lookups):
         metrics.decisions_inflight.set_function(lambda: self._inflight)
         self.lease_docs = LeaseDocs(self.trip, on_error=metrics.degraded.labels("lease_docs").inc)
 
-    def shed(self) -> None:
-        """Refuse a decision at once (Overloaded) when this process cannot take it on:
-        as many are in flight as its limit allows (decide/capacity.py: the limit
-        follows how fast admitted decisions answer). The handler checks before it
-        reads the body too: a shed request should cost as little as possible, since
-        under a burst it is most of them."""
-        if not self.capacity.admits(self._inflight):
-            raise Overloaded("too many decisions in flight; try again shortly")
+    def full(self) -> bool:
+        """As many decisions are in flight as the limit allows (decide/capacity.py: it
+        follows how fast admitted decisions answer). The middleware asks before the
+        request is read, so that a shed costs as little as possible (under a burst
+        it is most requests); decide_invite asks again once it is."""
+        return not self.capacity.admits(self._inflight)
 
     @property
     def inflight(self) -> int:
@@ -87,7 +86,8 @@ class Service(Lookups):
         )
 
     async def decide_invite(self, query: InviteQuery, now: dt.datetime) -> dict[str, Any]:
-        self.shed()
+        if self.full():
+            raise Overloaded(OVERLOADED)
         self._inflight += 1
         started = time.monotonic()
         try:

@@ -114,6 +114,7 @@ def test_a_calling_number_that_is_not_utf8_is_left_out_of_the_question(stack: St
     cannot read, comes back), rather than failing the call or pasting raw bytes."""
     got, reason = invite(stack, "1212abc", "from-not-utf8", from_user="caller\udcff\udcfe")
     assert got == 484, reason
+    assert "jansson_xencode()" in stack.kamailio.log()  # the first encoding was refused
 
 
 @NOT_UTF8
@@ -121,6 +122,7 @@ def test_a_call_id_that_is_not_utf8_is_a_bad_request(stack: Stack) -> None:
     """A Call-ID the question cannot carry: 400 from the edge, never a 5xx or a route."""
     got, reason = invite(stack, LCR_NUMBER, "call-\udcff-id")
     assert got == 400, reason
+    assert "sipdata refused the INVITE" not in stack.kamailio.log()  # the edge's own 400
 
 
 @pytest.fixture
