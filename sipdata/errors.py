@@ -109,6 +109,13 @@ class ConsumerGroupLost(CacheUnavailable):
     code = "redis_unavailable"
 
 
+class NotReplicated(CacheUnavailable):
+    """The primary took the write but fewer replicas than SIPDATA_REDIS_REPLICAS_ACK
+    confirmed it in time: not acknowledged, so the sender keeps it and sends it again."""
+
+    code = "redis_not_replicated"
+
+
 class StoreUnavailable(Unavailable):
     code = "database_unavailable"
 

@@ -25,6 +25,18 @@ class Settings:
     http_port: int = 8480
     database_url: str = "postgresql://postgres@127.0.0.1:5432/sipdata"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis through Sentinel (docs/operations.md, "Redis with Sentinel"):
+    # "host:port,host:port,...", empty = connect to redis_url's host itself. The
+    # primary is the one the sentinels name for redis_sentinel_service; db,
+    # username and password still come from redis_url.
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "sipdata"
+    # A report is acknowledged only once this many replicas hold it (WAIT, at
+    # most redis_replicas_wait_ms); one that misses is kept back for Kamailio
+    # to send again. With one replica, the loss of the primary then loses no
+    # acknowledged report. 0 = acknowledge on the primary's reply.
+    redis_replicas_ack: int = 0
+    redis_replicas_wait_ms: int = 100
     # Digest realm used when a trunk's stored HA1 names none (see docs/api.md).
     realm: str = "sipdata.local"
     # Warmer: decisions follow captured database changes (jobs/follow.py); a full
@@ -78,6 +90,11 @@ class Settings:
     lease_pending_s: float = 10.0
     lease_ringing_s: float = 180.0
     max_call_s: float = 14460.0
+    # After Redis lost its data, the channel counts last saved in the database
+    # come back as placeholder leases lapsing one by one over this window: calls
+    # still up keep counting, and capacity returns gradually instead of all at
+    # once (docs/operations.md, "Redis restarts"). About a typical call's length.
+    restored_leases_s: float = 300.0
     # Write-back: drain queued reports into the database, sync channel counts,
     # mark lapsed registrations offline (in `serve` unless disabled).
     writeback_enabled: bool = True
@@ -94,6 +111,19 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     access_log: bool = False
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """SIPDATA_REDIS_SENTINELS as (host, port) pairs (empty: no Sentinel)."""
+        out = []
+        for item in filter(None, (i.strip() for i in self.redis_sentinels.split(","))):
+            host, sep, port = item.rpartition(":")
+            _check(
+                bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535),
+                "SIPDATA_REDIS_SENTINELS",
+                f"entry {item!r} is not host:port",
+            )
+            out.append((host.strip("[]"), int(port)))
+        return out
 
     def serve_workers(self) -> int:
         """How many `serve` processes: SIPDATA_WORKERS, or half the cores (at least 1)."""
@@ -143,6 +173,14 @@ class Settings:
             "SIPDATA_REDIS_URL",
             "must be a redis:// URL",
         )
+        self.sentinel_addresses()
+        _check(
+            bool(self.redis_sentinel_service.strip()),
+            "SIPDATA_REDIS_SENTINEL_SERVICE",
+            "must name the primary the sentinels monitor",
+        )
+        _check(0 <= self.redis_replicas_ack <= 16, "SIPDATA_REDIS_REPLICAS_ACK", "must be 0..16")
+        _check(self.redis_replicas_wait_ms > 0, "SIPDATA_REDIS_REPLICAS_WAIT_MS", "must be > 0")
         _check(self.warm_interval_s >= 0, "SIPDATA_WARM_INTERVAL_S", "must be >= 0 (0: never)")
         _check(self.change_poll_s > 0, "SIPDATA_CHANGE_POLL_S", "must be > 0")
         _check(self.change_batch >= 1, "SIPDATA_CHANGE_BATCH", "must be >= 1")
@@ -172,6 +210,7 @@ class Settings:
             "SIPDATA_LEASE_PENDING_S",
             "must be > 0 and <= SIPDATA_LEASE_RINGING_S <= SIPDATA_MAX_CALL_S",
         )
+        _check(self.restored_leases_s > 0, "SIPDATA_RESTORED_LEASES_S", "must be > 0")
         _check(self.channels_sync_s > 0, "SIPDATA_CHANNELS_SYNC_S", "must be > 0")
         _check(self.sweep_interval_s > 0, "SIPDATA_SWEEP_INTERVAL_S", "must be > 0")
         _check(self.drain_batch >= 1, "SIPDATA_DRAIN_BATCH", "must be >= 1")

@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError, ResponseError
 
 from sipdata.cache import keys
-from sipdata.cache.pinned import PinnedConnections
+from sipdata.cache.pinned import PinnedConnections, ShortOfReplicas
 from sipdata.cache.scripts import (
     HsetPackedArgv,
     HsetPackedKeys,
@@ -32,7 +34,7 @@ from sipdata.cache.scripts import (
     SwitchKeys,
     flat,
 )
-from sipdata.errors import CacheUnavailable, ConsumerGroupLost
+from sipdata.errors import CacheUnavailable, ConsumerGroupLost, NotReplicated
 from sipdata.settings import Settings
 
 # Fields per HSET: enough to amortise the round trip, few enough that a decision
@@ -47,13 +49,34 @@ def connect(settings: Settings) -> aioredis.Redis:
     # request outlive its deadline. Cache bounds every call with asyncio.timeout.
     # No CLIENT SETINFO on connect: redis-py reads its own version through
     # importlib.metadata for it, every connection (5 % of serve under a burst).
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_ms / 1000,
-        max_connections=256,
-        decode_responses=False,
-        driver_info=None,
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_timeout_ms / 1000,
+        "max_connections": 256,
+        "decode_responses": False,
+        "driver_info": None,
+    }
+    sentinels = settings.sentinel_addresses()
+    if not sentinels:
+        return aioredis.Redis.from_url(settings.redis_url, **options)
+    # Every new connection asks a sentinel for the primary first; a connection
+    # to a primary since demoted gets READONLY, which redis-py turns into a
+    # connection error, so the next connection asks again (docs/operations.md).
+    # The sentinels' own sockets are bounded: a hung sentinel must not hang a
+    # decision past its deadline.
+    url = urlsplit(settings.redis_url)
+    bound = settings.redis_timeout_ms / 1000
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels,
+        sentinel_kwargs={"socket_connect_timeout": bound, "socket_timeout": bound},
     )
+    client: aioredis.Redis = sentinel.master_for(
+        settings.redis_sentinel_service,
+        db=int(url.path.lstrip("/") or 0),
+        username=url.username,
+        password=url.password,
+        **options,
+    )
+    return client
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +96,17 @@ class Cache:
     heartbeat. Live state (leases, registrations, report streams) is `live.py`."""
 
     def __init__(
-        self, client: aioredis.Redis, timeout_s: float = 0.25, bulk_timeout_s: float = 30.0
+        self,
+        client: aioredis.Redis,
+        timeout_s: float = 0.25,
+        bulk_timeout_s: float = 30.0,
+        replicas_ack: int = 0,
+        replicas_wait_ms: int = 100,
     ) -> None:
         self.client = client
+        # Acknowledged writes wait for this many replicas (Settings.redis_replicas_ack).
+        self.replicas_ack = replicas_ack
+        self.replicas_wait_ms = replicas_wait_ms
         self.timeout_s = timeout_s  # per call on the request path
         self.bulk_timeout_s = bulk_timeout_s  # per batch of a warmer load
         # As many idle connections as decisions may be in flight: under a burst a
@@ -88,7 +119,12 @@ class Cache:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cache:
-        return cls(connect(settings), timeout_s=settings.redis_timeout_ms / 1000)
+        return cls(
+            connect(settings),
+            timeout_s=settings.redis_timeout_ms / 1000,
+            replicas_ack=settings.redis_replicas_ack,
+            replicas_wait_ms=settings.redis_replicas_wait_ms,
+        )
 
     @asynccontextmanager
     async def translated(
@@ -101,6 +137,8 @@ class Cache:
                 yield
         except TimeoutError as exc:
             raise CacheUnavailable(f"redis: {what} timed out") from exc
+        except ShortOfReplicas as exc:
+            raise NotReplicated(f"redis: {what}: {exc}") from exc
         except ResponseError as exc:
             if str(exc).startswith("NOGROUP"):
                 raise ConsumerGroupLost(f"redis: {what}: the consumer group is gone") from exc
@@ -111,6 +149,11 @@ class Cache:
     async def close(self) -> None:
         await self.pinned.close()
         await self.client.aclose()
+        # the sentinels' own clients are not the pool's: closing the client leaves them
+        pool = self.client.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            for sentinel in pool.sentinel_manager.sentinels:
+                await sentinel.aclose()
 
     async def ping(self) -> None:
         async with self.translated("ping"):

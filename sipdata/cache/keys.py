@@ -131,6 +131,12 @@ DRAIN_GROUP: Final = "sipdata-drainer"
 # a count go negative or stick. Every set and lease carries a PEXPIRE at least
 # as long as its longest member, so none outlives its calls.
 CHANNEL_TRUNKS: Final = "channels:trunks"  # trunk ids with leases, for the write-back
+# "This Redis has kept its leases since <ms>": set by the first full load into
+# it (restore_channels.lua). Missing = Redis lost its data (or is new): the
+# write-back then saves no counts (they would all read zero) until the warmer
+# has put the database's last counts back as placeholder leases. No TTL: its
+# absence is the signal. A replica has it too, so a failover restores nothing.
+LEASES_KEPT: Final = "leases:kept"
 
 
 def lease(call_id: str) -> str:

@@ -31,6 +31,9 @@ from sipdata.cache.scripts import (
     ReplayDeadArgvEach,
     ReplayDeadKeys,
     ReplayDeadKeysEach,
+    RestoreChannelsArgv,
+    RestoreChannelsArgvEach,
+    RestoreChannelsKeys,
     flat,
 )
 from sipdata.decide.admission import Limits
@@ -94,6 +97,7 @@ class LiveState:
                 rule_set=keys.channels("rule", limits.rule_id or "-"),
                 rate_window=keys.call_rate(limits.trunk_id, now // 1000),
                 channel_trunks=keys.CHANNEL_TRUNKS,
+                leases_kept=keys.LEASES_KEPT,
             ),
             AdmitArgv(
                 call_id=call_id,
@@ -129,17 +133,48 @@ class LiveState:
             CallEventsArgv(now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms),
             [CallEventsArgvEach(c, e, orjson.dumps(doc)) for c, e, doc in reports],
         )
-        async with self.cache.translated("call events"):
-            ids = await self.cache.pinned.script(self.scripts["call_events"], call_keys, argv)
+        cache = self.cache
+        # the WAIT for replicas runs inside the same bound, so give it its time
+        async with cache.translated("call events", extra_s=cache.replicas_wait_ms / 1000):
+            ids = await cache.pinned.script(
+                self.scripts["call_events"],
+                call_keys,
+                argv,
+                replicas=cache.replicas_ack,
+                wait_ms=cache.replicas_wait_ms,
+            )
         return [_text(i) for i in ids]
 
-    async def channel_counts(self) -> dict[str, int]:
+    async def channel_counts(self) -> dict[str, int] | None:
+        """Live channels per trunk; None while Redis's leases are lost and not restored
+        (keys.LEASES_KEPT), when every count would read zero."""
         async with self.cache.translated("channel counts"):
             pairs = await self.scripts["channel_counts"](
-                keys=ChannelCountsKeys(keys.CHANNEL_TRUNKS),
+                keys=ChannelCountsKeys(keys.CHANNEL_TRUNKS, keys.LEASES_KEPT),
                 args=ChannelCountsArgv(now_ms(), keys.channels("trunk", "")),
             )
+        if pairs is None:
+            return None
         return {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+    async def restore_channels(self, saved: Sequence[tuple[str, str, int]], window_s: float) -> int:
+        """Put saved channel counts back as placeholder leases if Redis lost its leases
+        (scripts/restore_channels.lua); how many it added (0 when Redis kept them)."""
+        async with self.cache.translated("restore channels", bulk=True):
+            added = await self.scripts["restore_channels"](
+                keys=RestoreChannelsKeys(keys.LEASES_KEPT, keys.CHANNEL_TRUNKS),
+                args=flat(
+                    RestoreChannelsArgv(
+                        now_ms(),
+                        int(window_s * 1000),
+                        self.set_ms,
+                        keys.channels("trunk", ""),
+                        keys.channels("org", ""),
+                    ),
+                    [RestoreChannelsArgvEach(t, o, n) for t, o, n in saved],
+                ),
+            )
+        return int(added)
 
     # -- registrations -------------------------------------------------------
 

@@ -19,18 +19,33 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 
+class ShortOfReplicas(RedisError):
+    """The write is on the primary, but fewer replicas than asked confirmed it."""
+
+
 class PinnedConnections:
     def __init__(self, client: aioredis.Redis, idle_max: int = 64) -> None:
         self.pool = client.connection_pool
         self.idle_max = idle_max
         self._idle: list[AbstractConnection] = []
 
-    async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """EVALSHA over a pinned connection; the raw reply (the caller decodes it)."""
+    async def script(
+        self,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        replicas: int = 0,
+        wait_ms: int = 0,
+    ) -> Any:
+        """EVALSHA over a pinned connection; the raw reply (the caller decodes it). With
+        `replicas`, WAIT on the same connection (WAIT covers that connection's writes)
+        for that many replicas, at most `wait_ms`: ShortOfReplicas when fewer confirm."""
         conn = self._idle.pop() if self._idle else self.pool.make_connection()  # type: ignore[no-untyped-call]
-        if not conn.is_connected:
-            await conn.connect()
         try:
+            if not conn.is_connected:
+                # inside the try: a connect that fails half-way (a sentinel naming a
+                # primary that refuses, a handshake cut) leaves a socket to close
+                await conn.connect()
             await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
                 reply = await conn.read_response()
@@ -39,6 +54,14 @@ class PinnedConnections:
                 await conn.read_response()
                 await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 reply = await conn.read_response()
+            if replicas:
+                await conn.send_command("WAIT", replicas, wait_ms)
+                confirmed = await conn.read_response()
+                if int(confirmed) < replicas:
+                    await self._keep(conn)
+                    raise ShortOfReplicas(f"{confirmed} of {replicas} replicas confirmed")
+        except ShortOfReplicas:
+            raise
         except ResponseError:
             await self._keep(conn)  # an error reply is a whole reply: the connection is fine
             raise

@@ -105,6 +105,7 @@ class AdmitKeys(NamedTuple):
     rule_set: str
     rate_window: str
     channel_trunks: str
+    leases_kept: str
 
 
 class AdmitArgv(NamedTuple):
@@ -133,6 +134,7 @@ class DecideKeys(NamedTuple):
     rule_set: str
     rate_window: str
     channel_trunks: str
+    leases_kept: str
 
 
 class DecideArgv(NamedTuple):
@@ -178,11 +180,31 @@ class CallEventsArgvEach(NamedTuple):
 
 class ChannelCountsKeys(NamedTuple):
     channel_trunks: str
+    marker: str
 
 
 class ChannelCountsArgv(NamedTuple):
     now_ms: int
     trunk_set_prefix: str
+
+
+class RestoreChannelsKeys(NamedTuple):
+    marker: str
+    channel_trunks: str
+
+
+class RestoreChannelsArgv(NamedTuple):
+    now_ms: int
+    window_ms: int
+    set_ms: int
+    trunk_set_prefix: str
+    org_set_prefix: str
+
+
+class RestoreChannelsArgvEach(NamedTuple):
+    trunk_id: str
+    org_id: str
+    channels: int
 
 
 class PruneOnlineKeys(NamedTuple):
@@ -257,6 +279,9 @@ SHAPES: dict[str, Shape] = {
     "lease_docs": Shape(Empty, Empty, LeaseDocsKeysEach, LeaseDocsArgvEach),
     "call_events": Shape(CallEventsKeys, CallEventsArgv, CallEventsKeysEach, CallEventsArgvEach),
     "channel_counts": Shape(ChannelCountsKeys, ChannelCountsArgv),
+    "restore_channels": Shape(
+        RestoreChannelsKeys, RestoreChannelsArgv, argv_each=RestoreChannelsArgvEach
+    ),
     "prune_online": Shape(PruneOnlineKeys, PruneOnlineArgv),
     "dead_letter": Shape(DeadLetterKeys, DeadLetterArgv, argv_each=DeadLetterArgvEach),
     "replay_dead": Shape(ReplayDeadKeys, Empty, ReplayDeadKeysEach, ReplayDeadArgvEach),

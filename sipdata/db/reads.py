@@ -372,6 +372,15 @@ class Store:
             )
         return {r["trunk_id"]: registration_of(r) for r in rows}
 
+    async def saved_channels(self) -> list[tuple[str, str, int]]:
+        """(trunk id, org id, channels_in_use) of every trunk the write-back last saw busy."""
+        async with translated("read channel counts"), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id::text, org_id::text, channels_in_use FROM sip_trunks"
+                " WHERE channels_in_use > 0"
+            )
+        return [(r["id"], r["org_id"], int(r["channels_in_use"])) for r in rows]
+
 
 def registration_of(row: asyncpg.Record) -> Registration:
     expires = row["expires_at"].replace(tzinfo=dt.UTC)

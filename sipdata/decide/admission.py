@@ -33,8 +33,12 @@ REFUSALS = {
     "org": "Account Channel Limit Reached",
     "rule": "Route Channel Limit Reached",
     "rate": "Call Rate Limit Exceeded",
+    # Redis lost its leases a moment ago and the saved counts are not back yet:
+    # admitting now would count from zero (docs/operations.md, "Redis restarts").
+    "restoring": "Channel Counts Restoring",
 }
 ADMITTED = ("ok", "dup", "unchecked")
+RESTORING = "restoring"
 
 
 @dataclass(frozen=True, slots=True)

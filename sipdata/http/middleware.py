@@ -26,8 +26,9 @@ from sipdata.serving.decision import OVERLOADED
 
 log = structlog.get_logger(__name__)
 # Kamailio files a report (or a batch of them) under these until it is
-# acknowledged; the answer, handled in another of its processes, names it.
-ECHOED = ("X-Report-Key", "X-Report-Batch")
+# acknowledged, and tells its health probes apart by X-Edge-Node; the answer,
+# handled in another of its processes, names which.
+ECHOED = ("X-Report-Key", "X-Report-Batch", "X-Edge-Node")
 DECIDE_PATH = "/v1/decide/invite"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

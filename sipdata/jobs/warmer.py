@@ -24,6 +24,7 @@ import structlog
 
 from sipdata.cache import keys
 from sipdata.cache.client import Cache
+from sipdata.cache.live import LiveState
 from sipdata.db.reads import RateGroups, Snapshot, Store, registration_of
 from sipdata.decide import acl, lcr
 from sipdata.decide.models import Trunk
@@ -203,6 +204,12 @@ class Warmer:
         try:
             now = dt.datetime.now(dt.UTC)
             today = now.date()
+            # First, before the deck: admissions wait for it (lib/admit.lua, restoring).
+            channels = await LiveState.from_settings(self.cache, self.settings).restore_channels(
+                await self.store.saved_channels(), self.settings.restored_leases_s
+            )
+            if channels:
+                log.warning("channel counts restored after Redis lost its leases", leases=channels)
             gen = await self.cache.next_generation()
             snap, deck = await self.store.snapshot(
                 today, now.replace(tzinfo=None), lambda groups: self._deck(gen, groups, today)
@@ -241,6 +248,7 @@ class Warmer:
                 "duration_s": round(duration, 3),
                 "counts": manifest["counts"],
                 "registrations_restored": restored,
+                "channels_restored": channels,
             }
             await self.cache.write_heartbeat(beat, keys.HEARTBEAT_TTL_S)
             self.metrics.warm_last_success.set(beat["at"])

@@ -319,8 +319,14 @@ class WriteBack:
 
     # -- periodic jobs ---------------------------------------------------------
 
-    async def sync_channels(self) -> dict[str, int]:
+    async def sync_channels(self) -> dict[str, int] | None:
+        """The live counts into sip_trunks.channels_in_use; None (and the database left
+        as it is) while Redis's leases are lost: those saved counts are what the warmer
+        restores them from."""
         counts = await self.live.channel_counts()
+        if counts is None:
+            log.warning("channel counts not saved: Redis lost its leases, restore pending")
+            return None
         await self.records.sync_channels(counts)
         return counts
 

@@ -13,7 +13,13 @@ from sipdata.db.writes import Records
 from sipdata.decide import rating
 from sipdata.decide.models import Trunk
 from sipdata.decide.reports import CallEvent, RegistrationReport
-from sipdata.errors import CacheUnavailable, NotFound, StoreRejected, StoreUnavailable
+from sipdata.errors import (
+    CacheUnavailable,
+    NotFound,
+    NotReplicated,
+    StoreRejected,
+    StoreUnavailable,
+)
 from sipdata.metrics import Metrics
 from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
@@ -101,6 +107,11 @@ class Reports:
             ids = await self.live.call_events(
                 [(e.call_id, e.event, d) for e, d in zip(events, docs, strict=True)]
             )
+        except NotReplicated as exc:
+            # In the stream, not yet on a replica: kept back rather than written
+            # around the stream; the second delivery is harmless (report keys).
+            self.metrics.degraded.labels(exc.code).inc()
+            return [None for _ in docs]
         except CacheUnavailable as exc:
             self.metrics.degraded.labels(exc.code).inc()
             return [{"stored": "database"} if await self._direct(d) else None for d in docs]

@@ -15,6 +15,8 @@ import datetime as dt
 import time
 from typing import Any
 
+import structlog
+
 from sipdata.cache.client import Cache
 from sipdata.cache.live import LiveState
 from sipdata.cache.onetrip import LeaseDocs, OneTrip
@@ -24,13 +26,14 @@ from sipdata.decide.admission import Limits
 from sipdata.decide.capacity import AdaptiveLimit
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, route
 from sipdata.decide.rules import OrgRules, ordered_matches
-from sipdata.errors import CacheUnavailable, Overloaded
+from sipdata.errors import CacheUnavailable, Overloaded, StoreUnavailable
 from sipdata.metrics import Metrics
 from sipdata.serving.catalog import GenerationView
 from sipdata.serving.facts import STALE, CallPlan, Facts, Sources
 from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
 
+log = structlog.get_logger(__name__)
 # The in-flight limit's floor, and where it starts (decide/capacity.py).
 LIMIT_FLOOR = 32
 LIMIT_START = 128
@@ -65,6 +68,7 @@ class Service(Lookups):
         metrics.decision_limit.set_function(lambda: self.capacity.value)
         metrics.decisions_inflight.set_function(lambda: self._inflight)
         self.lease_docs = LeaseDocs(self.trip, on_error=metrics.degraded.labels("lease_docs").inc)
+        self._restoring: asyncio.Future[None] | None = None
 
     def full(self) -> bool:
         """As many decisions are in flight as the limit allows (decide/capacity.py: it
@@ -168,7 +172,7 @@ class Service(Lookups):
         """Keep, refuse or give back the lease the round trip took for this verdict, or
         take one now if none was (decide/admission.py says which limits apply)."""
         limits = admission.limits_of(verdict, rule_max)
-        if guess is None or outcome is None:
+        if guess is None or outcome is None or outcome == admission.RESTORING:
             return await self._admit(verdict, query, limits)
         if limits != guess:
             # Not routed after all, or routed by another rule than the first
@@ -191,12 +195,35 @@ class Service(Lookups):
         if query.dry_run:
             verdict.explain["admission"] = "skipped"
             return verdict
+        doc = _lease_doc(verdict, limits)
         try:
-            outcome = await self.live.admit(limits, query.call_id, _lease_doc(verdict, limits))
+            outcome = await self.live.admit(limits, query.call_id, doc)
+            if outcome == admission.RESTORING:
+                await self._restore_leases()
+                outcome = await self.live.admit(limits, query.call_id, doc)
         except CacheUnavailable:
             self.redis_failed("admission")
             outcome = "unchecked"
         return self._admitted(verdict, outcome)
+
+    async def _restore_leases(self) -> None:
+        """Redis lost its leases: put the saved counts back now rather than wait for the
+        warmer (restore_channels.lua applies once, whoever asks first). One restore
+        per process at a time; a failed one leaves admission refusing (503), never
+        counting from zero."""
+        if self._restoring is None or self._restoring.done():
+            self._restoring = asyncio.ensure_future(self._restore_once())
+        await asyncio.shield(self._restoring)
+
+    async def _restore_once(self) -> None:
+        try:
+            saved = await self.store.saved_channels()
+            added = await self.live.restore_channels(saved, self.settings.restored_leases_s)
+        except (CacheUnavailable, StoreUnavailable) as exc:
+            log.warning("channel counts not restored", error=exc.message)
+            return
+        if added:
+            log.warning("channel counts restored after Redis lost its leases", leases=added)
 
     def _admitted(self, verdict: Verdict, outcome: str) -> Verdict:
         self.metrics.inc(self.metrics.admissions, outcome)
