@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export SIPDATA_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/sipdata
 export SIPDATA_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test unit integration e2e lint typecheck services kamailio bench clean
+.PHONY: setup run test unit integration e2e faults faults-deps lint typecheck services kamailio bench clean
 KAMAILIO_RUN := /run/kamailio
 
 setup: $(STAMP)
@@ -62,7 +62,16 @@ integration: setup services
 e2e: setup services kamailio
 	$(BIN)/pytest tests/e2e
 
-test: setup services kamailio lint typecheck
+# iptables for the network-fault tests (tests/netfaults: namespaces, real drops).
+faults-deps:
+	@command -v iptables-legacy >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null)
+
+# Faults on a real network between namespaces (also part of `make test`).
+faults: setup services kamailio faults-deps
+	$(BIN)/pytest tests/netfaults
+
+test: setup services kamailio faults-deps lint typecheck
 	$(BIN)/pytest
 
 # Every benchmark (wrk, SIPp through Kamailio in three configurations, a

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +42,26 @@ from sipdata.settings import Settings
 # queued behind one waits a fraction of a millisecond (make bench, import section).
 HSET_BATCH = 500
 PACKED_BATCH = 500  # fields per hset_packed.lua call: well under 1 ms of Redis each
+
+
+# One Redis timeout per decision: once a call of the request has waited out its
+# timeout, its further calls fail at once (each caller falls back to the
+# database), so a slow Redis costs a decision one timeout, not one per step:
+# at 500 ms of latency, three timed-out steps passed the decision's deadline
+# (tests/netfaults). A failure that costs no time (a refused or reset
+# connection) does not count: the next call gets a fresh connection. Set only
+# inside `one_timeout()`; background jobs are never cut short by it.
+_TIMED_OUT: ContextVar[list[bool] | None] = ContextVar("redis_timed_out", default=None)
+
+
+@contextmanager
+def one_timeout() -> Iterator[None]:
+    """The scope (one request) within which Redis may time out once."""
+    token = _TIMED_OUT.set([False])
+    try:
+        yield
+    finally:
+        _TIMED_OUT.reset(token)
 
 
 def connect(settings: Settings) -> aioredis.Redis:
@@ -132,10 +153,15 @@ class Cache:
     ) -> AsyncIterator[None]:
         """Bound the call in time (`extra_s` more than usual) and turn client errors
         into CacheUnavailable."""
+        timed_out = _TIMED_OUT.get()
+        if timed_out and timed_out[0] and not bulk:
+            raise CacheUnavailable(f"redis: {what} skipped: this request's Redis timed out")
         try:
             async with asyncio.timeout((self.bulk_timeout_s if bulk else self.timeout_s) + extra_s):
                 yield
         except TimeoutError as exc:
+            if timed_out is not None:
+                timed_out[0] = True
             raise CacheUnavailable(f"redis: {what} timed out") from exc
         except ShortOfReplicas as exc:
             raise NotReplicated(f"redis: {what}: {exc}") from exc

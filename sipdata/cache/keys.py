@@ -143,6 +143,15 @@ def lease(call_id: str) -> str:
     return f"lease:{call_id}"
 
 
+def ended(call_id: str) -> str:
+    """Seed key: the call has ended (its end or fail report was stored), for
+    lease_ringing_s. A question about it that arrives later (Kamailio gave up on
+    that node and asked another; the first node got the request after a
+    partition healed) must not take a channel that no end report will ever give
+    back, and a start or answer sent again afterwards finds no lease to extend."""
+    return f"ended:{call_id}"
+
+
 def channels(scope: str, scope_id: str) -> str:
     return f"channels:{scope}:{scope_id}"
 

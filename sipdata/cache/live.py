@@ -98,6 +98,7 @@ class LiveState:
                 rate_window=keys.call_rate(limits.trunk_id, now // 1000),
                 channel_trunks=keys.CHANNEL_TRUNKS,
                 leases_kept=keys.LEASES_KEPT,
+                ended=keys.ended(call_id),
             ),
             AdmitArgv(
                 call_id=call_id,
@@ -127,7 +128,7 @@ class LiveState:
         Redis step (scripts/call_events.lua); the entry ids, in order."""
         call_keys = flat(
             CallEventsKeys(keys.CALL_EVENTS),
-            [CallEventsKeysEach(keys.lease(c)) for c, _, _ in reports],
+            [CallEventsKeysEach(keys.lease(c), keys.ended(c)) for c, _, _ in reports],
         )
         argv = flat(
             CallEventsArgv(now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms),

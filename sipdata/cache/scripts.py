@@ -106,6 +106,7 @@ class AdmitKeys(NamedTuple):
     rate_window: str
     channel_trunks: str
     leases_kept: str
+    ended: str
 
 
 class AdmitArgv(NamedTuple):
@@ -135,6 +136,7 @@ class DecideKeys(NamedTuple):
     rate_window: str
     channel_trunks: str
     leases_kept: str
+    ended: str
 
 
 class DecideArgv(NamedTuple):
@@ -163,6 +165,7 @@ class CallEventsKeys(NamedTuple):
 
 class CallEventsKeysEach(NamedTuple):
     lease: str
+    ended: str
 
 
 class CallEventsArgv(NamedTuple):

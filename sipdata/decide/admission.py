@@ -37,7 +37,7 @@ REFUSALS = {
     # admitting now would count from zero (docs/operations.md, "Redis restarts").
     "restoring": "Channel Counts Restoring",
 }
-ADMITTED = ("ok", "dup", "unchecked")
+ADMITTED = ("ok", "dup", "unchecked", "ended")
 RESTORING = "restoring"
 
 

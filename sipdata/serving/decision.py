@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from sipdata.cache.client import Cache
+from sipdata.cache.client import Cache, one_timeout
 from sipdata.cache.live import LiveState
 from sipdata.cache.onetrip import LeaseDocs, OneTrip
 from sipdata.db.reads import Store
@@ -95,8 +95,9 @@ class Service(Lookups):
         self._inflight += 1
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
-                return await self._decide(query, now)
+            with one_timeout():
+                async with asyncio.timeout(self.settings.decision_deadline_ms / 1000):
+                    return await self._decide(query, now)
         finally:
             self._inflight -= 1
             done = self._last_decision = time.monotonic()

@@ -190,3 +190,22 @@ async def test_dry_run_decides_without_taking_a_channel(api: Api, cache: Cache) 
     assert await live_channels(cache) == 0
     status, body = await api.get("/v1/decide/invite", **CALL, call_id="p", dry_run="maybe")
     assert status == 400 and body["error"]["field"] == "dry_run"
+
+
+async def test_a_question_that_arrives_after_the_call_ended_takes_no_channel(
+    api: Api, cache: Cache
+) -> None:
+    """Kamailio gave up on a node and asked another; the call ran and ended. The first
+    node then gets the question (a healed partition delivers it): it routes without a
+    channel, and the call's start and answer sent again later extend nothing, so no
+    lease is left behind for four hours."""
+    assert (await api.decide(**CALL, call_id="late"))["verdict"] == "route"
+    for event in ("start", "answer", "end"):
+        await report(api, "late", event)
+    assert await live_channels(cache) == 0
+    late = await api.decide(**CALL, call_id="late")
+    assert late["verdict"] == "route" and late["explain"]["admission"] == "ended"
+    for event in ("start", "answer"):
+        await report(api, "late", event)
+    assert await live_channels(cache) == 0
+    assert await cache.client.exists(keys.lease("late")) == 0

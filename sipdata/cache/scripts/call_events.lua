@@ -3,18 +3,23 @@
 -- acknowledged = in the stream = lease updated. start extends the lease to the
 -- ringing time, answer to the longest call; neither ever shortens it (GT), so a
 -- late start after an answer changes nothing. end and fail release it. No lease
--- (unknown call, lapsed lease, repeated end) = no change. The lease doc
--- travels with the report for rating.
--- KEYS: stream, then per report: lease
+-- (unknown call, lapsed lease, repeated end) = no change. end and fail also
+-- leave the call's `ended` mark (keys.ended), so a question about it that
+-- arrives later takes no channel. The lease doc travels with the report for
+-- rating.
+-- KEYS: stream, then per report: lease, ended
 -- ARGV: now_ms, ringing_ms, longest_ms, set_ms, then per report: call_id, event, report
 -- Returns the stream entry ids, in order.
 local stream = KEYS[1]
 local now_ms, ringing_ms, longest_ms, set_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ids = {}
-for i = 2, #KEYS do
-  local lease = KEYS[i]
-  local a = 4 + (i - 2) * 3
+for r = 0, (#KEYS - 1) / 2 - 1 do
+  local lease, ended = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
+  local a = 4 + r * 3
   local call_id, event, report = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  if event == 'end' or event == 'fail' then
+    redis.call('SET', ended, '1', 'PX', ringing_ms)
+  end
   local sets = redis.call('HGET', lease, 'sets')
   local doc = ''
   if sets then

@@ -7,7 +7,7 @@
 -- is known saves the round trip; a call that then does not route gives its
 -- lease back (release.lua). A generation that is no longer current answers
 -- {current} alone and admits nothing.
--- KEYS: current, lcr_hash, did_hash, did_readthrough, lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept
+-- KEYS: current, lcr_hash, did_hash, did_readthrough, lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept, ended
 -- ARGV: params
 -- params is one JSON object (one argument costs the client a fraction of
 -- packing thirty): gen (text), number, did_rt (read the DID's read-through
@@ -51,6 +51,6 @@ end
 local regs = registrations(params.registration_prefix, ids)
 local admission = false
 if type(params.admit) == 'table' then
-  admission = admit({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]}, params.admit)
+  admission = admit({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]}, params.admit)
 end
 return {cur, lcr, did, did_rt, regs, admission}

@@ -3,14 +3,17 @@
 -- Answers ok | dup (this Call-ID holds a lease already: a retransmission or the
 -- INVITE after a 407 counts once) | trunk | org | rule | rate (the full limit)
 -- | restoring (Redis lost its leases and the warmer has not put the saved
--- counts back yet: every count would start at zero, keys.LEASES_KEPT).
+-- counts back yet: every count would start at zero, keys.LEASES_KEPT) | ended
+-- (the call's end was stored already: a question that arrived late takes no
+-- channel, keys.ended).
 local function admit(K, A)
-  local lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept =
-    unpack(K, 1, 7)
+  local lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept, ended =
+    unpack(K, 1, 8)
   local call_id, now_ms, pending_ms, set_ms, trunk_max, org_max, rule_max, rule_id,
     cps_max, window_ttl_s, trunk_id, lease_doc = unpack(A, 1, 12)
   if redis.call('EXISTS', leases_kept) == 0 then return 'restoring' end
   if redis.call('EXISTS', lease) == 1 then return 'dup' end
+  if redis.call('EXISTS', ended) == 1 then return 'ended' end
   local now = tonumber(now_ms)
   local sets = {{trunk_set, tonumber(trunk_max), 'trunk'}, {org_set, tonumber(org_max), 'org'}}
   if rule_id ~= '' then sets[3] = {rule_set, tonumber(rule_max), 'rule'} end
