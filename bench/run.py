@@ -1,12 +1,15 @@
 """`make bench`: every benchmark in one run, results to bench/results/ and a summary.
 
-    .venv/bin/python -m bench.run [--only http,sip,cpu,import,freshness] [--workers N] [--quick]
+    .venv/bin/python -m bench.run [--only http,sip,cpu,nodes,import,freshness]
+                                   [--workers N] [--quick]
 
 Sections: `http` (wrk: /health floor, the decision on the demo and the large data
 set, then paced at 70 %, a burst of 10 x the in-flight cap, and 1 against 2
 workers), `sip` (SIPp through Kamailio: fixed destination, Kamailio's own
 modules, Kamailio with sipdata; then (c) at 70 % and at 150 % of its maximum),
-`cpu` (CPU per call of every process group, all three at one rate), `import` (a
+`cpu` (CPU per call of every process group, all three at one rate), `nodes` (two
+sipdata nodes behind Kamailio, one killed -9 mid-run at half of (c)'s
+capacity: what it cost), `import` (a
 1,000,000-prefix deck), `freshness` (commit to answer). Each uses its own
 database and Redis db, so the dev database is untouched.
 """
@@ -27,7 +30,7 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench import dataset, deck_import, freshness, http_load, sip_cpu, sip_load
+from bench import dataset, deck_import, freshness, http_load, nodes, sip_cpu, sip_load
 from bench.procs import BIN, ROOT, TOKEN, env_for, serving, sipdata
 
 RESULTS = ROOT / "bench" / "results"
@@ -37,6 +40,9 @@ CPU_RATE = 500
 # The burst is 10 x this many concurrent decisions: the fixed in-flight cap one
 # process had when issue 12 measured a burst of 1,500 (now the limit adapts).
 BURST_CAPACITY = 128
+# Half of the 1,500 calls/s (c) sustained in issue 12's full run: the rate at
+# which one of two nodes is killed (issue 14).
+NODES_RATE = 750
 
 
 def machine() -> dict[str, Any]:
@@ -202,6 +208,9 @@ def summary(results: dict[str, Any]) -> str:
     cpu = results.get("cpu")
     if cpu:
         lines.extend(sip_cpu.summary_lines(cpu))
+    two = results.get("nodes")
+    if two:
+        lines.extend(nodes.summary_lines(two))
     fresh = results.get("freshness")
     if fresh:
         lines.extend(freshness.summary_lines(fresh))
@@ -213,7 +222,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default="http,sip,cpu,import,freshness")
+    p.add_argument("--only", default="http,sip,cpu,nodes,import,freshness")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="short runs, to check the harness")
     args = p.parse_args()
@@ -232,10 +241,16 @@ def main() -> None:
         asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
         return sip_cpu.run(CPU_RATE, TOKEN)
 
+    def two_nodes() -> dict[str, Any]:
+        env = env_for("sipdata_bench_sip", 10, SIPDATA_API_TOKEN=TOKEN)
+        asyncio.run(prepare("sipdata_bench_sip", 10, large=False))
+        return nodes.run(env, TOKEN, RESULTS, NODES_RATE, 9 if args.quick else 30)
+
     sections = {
         "http": lambda: http_section(args.workers, args.quick),
         "sip": sip,
         "cpu": cpu,
+        "nodes": two_nodes,
         "import": lambda: deck_import.run(RESULTS, quick=args.quick),
         "freshness": lambda: freshness.run(RESULTS, quick=args.quick),
     }

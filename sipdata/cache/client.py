@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -173,13 +174,17 @@ class Cache:
             raise CacheUnavailable(f"redis: {what} failed: {exc.__class__.__name__}") from exc
 
     async def close(self) -> None:
-        await self.pinned.close()
-        await self.client.aclose()
-        # the sentinels' own clients are not the pool's: closing the client leaves them
+        """Close every connection, whatever closing one of them raises: redis-py's pool
+        re-raises the first error of its disconnects (a connection to a server that
+        died may fail to close), which used to leave the rest open."""
         pool = self.client.connection_pool
+        closing: list[Callable[[], Awaitable[None]]] = [self.pinned.close, self.client.aclose]
+        # the sentinels' own clients are not the pool's: closing the client leaves them
         if isinstance(pool, SentinelConnectionPool):
-            for sentinel in pool.sentinel_manager.sentinels:
-                await sentinel.aclose()
+            closing += [s.aclose for s in pool.sentinel_manager.sentinels]
+        for close in closing:
+            with contextlib.suppress(RedisError, OSError):
+                await close()
 
     async def ping(self) -> None:
         async with self.translated("ping"):

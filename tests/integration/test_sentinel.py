@@ -5,8 +5,10 @@ counts carry over so no call is admitted past a limit."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +26,18 @@ from .conftest import Api, start_api, warmer
 from .sentinel import SentinelSet, sentinel_set
 
 CALL = {"source_ip": "127.0.0.10", "to": "12125551234"}
+
+
+@pytest.fixture(autouse=True)
+def collect_cancelled_discoveries() -> Iterator[None]:
+    """A decision cut off by its deadline while redis-py asks a sentinel for the primary
+    can cancel redis-py's pool release half-way, and that sentinel connection leaves the
+    pool unclosed (redis-py closes it when it is collected, with a ResourceWarning). It
+    is collected here, where that warning is expected, rather than in a later test."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture
@@ -157,14 +171,20 @@ async def test_channel_counts_carry_over_a_failover(
     await failover(sentinels)
 
     async def decided() -> dict[str, Any] | None:
+        """An answer that counted against Redis: while no primary answers, a call is
+        admitted unchecked (availability over limits, docs/operations.md) and takes no
+        lease, so the same call is asked again."""
         status, body = await loaded.get("/v1/decide/invite", **CALL, call_id="one-more")
-        return body if status == 200 and "degraded" not in body else None
+        counted = body.get("explain", {}).get("admission") not in (None, "unchecked")
+        return body if status == 200 and counted else None
 
-    answer = await eventually(decided, "a decision on the promoted replica")
-    assert answer["verdict"] == "reject" and answer["code"] == 503, answer
-    key = keys.channels("trunk", ACME_IP)
-    assert await cache.client.zcard(key) == 5
-    await cache.close()
+    try:
+        answer = await eventually(decided, "a decision on the promoted replica")
+        assert answer["verdict"] == "reject" and answer["code"] == 503, answer
+        assert answer["explain"]["admission"] == "trunk"
+        assert await cache.client.zcard(keys.channels("trunk", ACME_IP)) == 5
+    finally:
+        await cache.close()
 
 
 async def test_a_report_no_replica_confirmed_is_kept_back_then_taken(
