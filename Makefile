@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export SIPDATA_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/sipdata
 export SIPDATA_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: setup run test unit integration e2e faults faults-deps lint typecheck services kamailio bench clean
+.PHONY: setup run test unit integration e2e faults faults-deps image lint typecheck services kamailio bench clean
 KAMAILIO_RUN := /run/kamailio
 
 setup: $(STAMP)
@@ -71,7 +71,13 @@ faults-deps:
 faults: setup services kamailio faults-deps
 	$(BIN)/pytest tests/netfaults
 
-test: setup services kamailio faults-deps lint typecheck
+# The sipdata image on a base made from Debian's packages, with podman (no registry
+# is reachable here; the Dockerfile's public default base stays python:3.11-slim).
+# tests/integration/test_image.py runs the built image's sipdata.
+image: setup
+	@bash deploy/image.sh
+
+test: setup services kamailio faults-deps image lint typecheck
 	$(BIN)/pytest
 
 # Every benchmark (wrk, SIPp through Kamailio in three configurations, a

@@ -49,8 +49,13 @@ apt-get source -qq --download-only "kamailio=$version" 2>/dev/null
 dpkg-source -x --no-check kamailio_*.dsc src >/dev/null
 cd src
 # The same configuration flags as debian/rules, so the module's compile-flag
-# fingerprint matches the packaged core's and it loads.
+# fingerprint matches the packaged core's and it loads. The shared-mutex flag is
+# otherwise guessed from the openssl found at build time (none in a minimal image):
+# it is taken from the core itself.
+shared_mutex=0
+kamailio -V | grep -q TLS_PTHREAD_MUTEX_SHARED && shared_mutex=1
 make cfg quiet=silent prefix=/usr cfg_target=/etc/kamailio/ FLAVOUR=kamailio \
+    LIBSSL_SET_MUTEX_SHARED=$shared_mutex \
     LIBDIR="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" \
     CC_EXTRA_OPTS="$(dpkg-buildflags --get CPPFLAGS) $(dpkg-buildflags --get CFLAGS) -DVERSION_NODATE" \
     LD_EXTRA_OPTS="$(dpkg-buildflags --get LDFLAGS)" >/dev/null

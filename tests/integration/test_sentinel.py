@@ -100,6 +100,8 @@ async def test_decisions_resume_on_the_promoted_replica(
     assert seconds < 30
     for status, body in answers:
         assert status == 503 or body["verdict"] == "route", body
+    routed = sum(1 for status, body in answers if status == 200)
+    print(f"failover {seconds:.1f} s: {len(answers)} decisions, {routed} routed")
 
     async def from_redis() -> bool:
         body = await loaded.decide(**CALL, dry_run="1")
