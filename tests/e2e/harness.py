@@ -48,7 +48,8 @@ class Exited(RuntimeError):
     """The process being waited for has died: no point waiting longer."""
 
 
-def _wait(check: Any, what: str, timeout_s: float = 15.0) -> None:
+def wait_up(check: Any, what: str, timeout_s: float = 20.0) -> None:
+    """Until `check()` is true (its exceptions count as not yet), or fail naming `what`."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -95,7 +96,7 @@ class Sipdata:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait(self._ready, "sipdata")
+        wait_up(self._ready, "sipdata")
 
     def _ready(self) -> bool:
         assert self.proc is not None
@@ -158,7 +159,7 @@ class Kamailio:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        _wait(self._answers_options, "kamailio")
+        wait_up(self._answers_options, "kamailio")
 
     def _answers_options(self) -> bool:
         assert self.proc is not None
@@ -358,7 +359,7 @@ def running(*procs: Sipp) -> Iterator[tuple[Sipp, ...]]:
     for p in procs:
         p.start()
     for p in procs:
-        _wait(functools.partial(_bound, p.ip, p.port), f"sipp on {p.ip}:{p.port}", 5)
+        wait_up(functools.partial(_bound, p.ip, p.port), f"sipp on {p.ip}:{p.port}", 5)
     try:
         yield procs
     finally:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.e2e.harness import KAMAILIO_CFG, Sipp, _stop, require
+from tests.e2e.harness import KAMAILIO_CFG, Sipp, _stop, require, wait_up
 from tests.netfaults.net import Lab, require_tools
 
 PG = os.environ.get("SIPDATA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -38,19 +37,6 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         return subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-
-
-def _until(check: Any, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not up within {timeout_s}s ({last})")
 
 
 @dataclass
@@ -242,7 +228,7 @@ def _start(world: World) -> None:
         await admin.close()
 
     asyncio.run(create())
-    _until(lambda: _cli(world.env, "migrate") is None, "the database through its relay")
+    wait_up(lambda: _cli(world.env, "migrate") is None, "the database through its relay")
     _cli(world.env, "demo-data")
     _cli(world.env, "warm")
     for node in ("a", "b"):
@@ -253,7 +239,7 @@ def _start(world: World) -> None:
             env,
         )
     for node in ("a", "b"):
-        _until(lambda n=node: world.get(n, "/ready") == 200, f"sipdata {node}")
+        wait_up(lambda n=node: world.get(n, "/ready") == 200, f"sipdata {node}")
     nodes = ",".join(world.url(n) for n in ("a", "b"))
     defines = [
         "SIP_LISTEN=udp:127.0.0.1:5060",
@@ -269,8 +255,8 @@ def _start(world: World) -> None:
     for define in defines:
         args += ["-A", define]
     world.procs["kamailio"] = _spawn(lab["edge"].run(*args), workdir / "kamailio.log")
-    _until(world.edge_answers, "kamailio's control socket")
-    _until(lambda: world.bound("127.0.0.1", 5060), "kamailio's SIP socket")
+    wait_up(world.edge_answers, "kamailio's control socket")
+    wait_up(lambda: world.bound("127.0.0.1", 5060), "kamailio's SIP socket")
 
 
 @pytest.fixture
@@ -288,7 +274,7 @@ def answering(world: World, calls: int) -> Iterator[Sipp]:
     """The cheapest carrier answering up to `calls` calls on the edge host."""
     carrier = world.sipp("uas_answer", BRAVO, calls=calls, timeout_s=120)
     carrier.start()
-    _until(lambda: world.bound(BRAVO, 5060), "the carrier", 10)
+    wait_up(lambda: world.bound(BRAVO, 5060), "the carrier", 10)
     try:
         yield carrier
     finally:

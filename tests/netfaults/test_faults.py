@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 
-from tests.e2e.harness import SippResult
+from tests.e2e.harness import SippResult, wait_up
 from tests.netfaults.conftest import ACME_IP, FIGURES, LCR_NUMBER, World, answering
 
 # A caller's final answers that would blame the caller for our trouble.
@@ -169,17 +168,11 @@ def test_two_nodes_for_a_minute_do_each_job_once(healed: World) -> None:
         for node in ("a", "b"):
             answer = healed.api(node, "/v1/credentials?username=acme-pbx")
             assert answer["trunk"]["status"] == "suspended", (node, answer)
-        wait_until(
+        wait_up(
             lambda: healed.sql("SELECT 1 FROM sip_trunks WHERE channels_in_use > 0") == [],
             "channel counts back to zero",
+            timeout_s=30,
         )
         record("two nodes, one minute", result, cdrs_after_s=round(took, 1))
     finally:
         healed.sql("UPDATE sip_trunks SET status = 'active' WHERE id = $1", row["id"])
-
-
-def wait_until(probe: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
