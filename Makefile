@@ -37,13 +37,17 @@ run: setup services kamailio
 	$(BIN)/sipdata demo-data
 	$(BIN)/sipdata warm
 	@mkdir -p $(KAMAILIO_RUN)
-	@SIPDATA_LOG_FORMAT=console $(BIN)/sipdata serve > sipdata.log 2>&1 & pid=$$!; \
+	@admin=$$($(BIN)/sipdata api-key create --name demo-admin | \
+		$(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["secret"])'); \
+	SIPDATA_LOG_FORMAT=console $(BIN)/sipdata serve > sipdata.log 2>&1 & pid=$$!; \
 	trap "kill $$pid 2>/dev/null" EXIT INT TERM; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:8480/ready >/dev/null && break; sleep 0.2; done; \
 	echo "sipdata on http://127.0.0.1:8480 (log: sipdata.log); Kamailio on udp:127.0.0.1:5060"; \
 	echo "Place a routed call (bravo, the cheapest carrier, answers) from another shell:"; \
 	echo "  sipp -sf tests/e2e/scenarios/uas_answer.xml -i 127.0.0.102 -p 5060 -m 1 &"; \
 	echo "  sipp -sf tests/e2e/scenarios/uac_call.xml -i 127.0.0.10 -s 12125551234 127.0.0.1:5060 -m 1 -d 2000"; \
+	echo "Admin API key (platform, every scope; docs/admin-api.md), shown once:"; \
+	echo "  curl -H 'Authorization: Bearer $$admin' http://127.0.0.1:8480/v1/admin/trunks"; \
 	kamailio -f kamailio/kamailio.cfg -DD -E -m 512 -x tlsf
 
 lint: setup

@@ -28,6 +28,8 @@ from sipdata.decide import digest, ratedeck
 from sipdata.errors import ConfigError, ImportFileError, SipdataError, WarmFailed
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
+from sipdata.keys_cli import add_parser as add_api_key_parser
+from sipdata.keys_cli import cmd_api_key
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
@@ -335,6 +337,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("username")
     h.add_argument("--realm")
     h.add_argument("--password", help="(default: prompt)")
+    add_api_key_parser(sub)
     return p
 
 
@@ -345,6 +348,7 @@ ASYNC_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any
     "import-rates": cmd_import_rates,
     "demo-data": cmd_demo_data,
     "dead-letters": cmd_dead_letters,
+    "api-key": cmd_api_key,
 }
 
 

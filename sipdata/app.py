@@ -10,17 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
+from sipdata.cache.apikeys import ApiKeyCache
 from sipdata.cache.client import Cache
+from sipdata.db.admin import AdminStore
 from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.db.writes import Records
-from sipdata.http import events, handlers, ops
+from sipdata.http import admin, events, handlers, openapi, ops
+from sipdata.http.admin_auth import ADMIN, admin_auth
 from sipdata.http.middleware import make_middleware
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer, load_in_child
 from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
+from sipdata.serving.admin import AdminService
 from sipdata.serving.callbacks import Reports
 from sipdata.serving.decision import Service
 from sipdata.serving.health import ReadyCheck
@@ -45,7 +49,7 @@ async def _stop(task: asyncio.Task[Any]) -> None:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
     metrics = metrics or Metrics()
     app = web.Application(
-        middlewares=[make_middleware(metrics, settings.api_token)],
+        middlewares=[make_middleware(metrics, settings.api_token), admin_auth],
         client_max_size=settings.max_batch_bytes,  # each endpoint enforces its own cap
     )
     app[handlers.MAX_BODY] = settings.max_body_bytes
@@ -57,6 +61,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         pool = await create_pool(settings, min_size=0)
         service = Service(settings, redis, Store(pool), metrics)
         app[handlers.SERVICE] = service
+        app[ADMIN] = AdminService(AdminStore(pool), ApiKeyCache(redis), settings.realm)
         records = Records(pool, on_retry=metrics.db_retries.inc)
         app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
@@ -103,4 +108,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.add_routes(handlers.routes())
     app.add_routes(events.routes())
     app.add_routes(ops.routes())
+    app.add_routes(admin.routes())
+    app.add_routes(openapi.routes())
     return app

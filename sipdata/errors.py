@@ -5,7 +5,13 @@
     ├── InputError                     400: the caller sent something malformed
     │   ├── ImportFileError            a rate-deck row is invalid (line + field)
     │   └── NotFound                   404: the request names something that does not exist
-    ├── Unauthorized                   401: the shared secret is missing or wrong
+    ├── Unauthorized                   401: the shared secret or API key is missing or wrong
+    ├── Forbidden                      403: the API key lacks the scope (never for
+    │                                  another org's rows: those are 404)
+    ├── Conflict                       409: the write contradicts existing data
+    ├── PreconditionFailed             412: If-Match names an older version
+    ├── PreconditionRequired           428: an update without If-Match
+    ├── RateLimited                    429: the API key's requests per minute are used up
     ├── PayloadTooLarge                413: request body over the cap
     ├── UnsupportedMediaType           415: a body that is not application/json
     ├── StoreRejected                  422: the database refused the data itself (a
@@ -70,6 +76,37 @@ class NotFound(InputError):
 class Unauthorized(SipdataError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(SipdataError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(SipdataError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(SipdataError):
+    status = 412
+    code = "precondition_failed"
+
+
+class PreconditionRequired(SipdataError):
+    status = 428
+    code = "precondition_required"
+
+
+class RateLimited(SipdataError):
+    """Answered with Retry-After: the seconds until the key's window ends."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(SipdataError):

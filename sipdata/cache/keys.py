@@ -167,3 +167,21 @@ CALL_RATE_TTL_S: Final = 2
 
 # The value a read-through entry holds for "the database has no such row".
 NEGATIVE: Final = b"-"
+
+
+# -- admin API ------------------------------------------------------------------
+def api_key(key_hash: str) -> str:
+    """Seed key: an API key's row (id, org, scopes, limit, expiry, status) as JSON,
+    by its hash, or NEGATIVE for "no such key". A second's TTL is the bound on how
+    long a revoked or expired key keeps working on any node, and the only
+    invalidation: nothing has to reach every node when a key is revoked."""
+    return f"api_key:{key_hash}"
+
+
+API_KEY_TTL_MS: Final = 1000
+
+
+def api_rate(key_id: str, window: int) -> str:
+    """Seed key: requests of one API key in fixed window `window` (a count; TTL two
+    windows, so a key that stops asking leaves nothing behind)."""
+    return f"rate:api:{key_id}:{window}"

@@ -14,7 +14,7 @@ from sipdata.db.pool import Conn, translated
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _resource(name: str) -> str:
@@ -27,14 +27,16 @@ UPGRADES = {
     2: """ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS call_id VARCHAR(255);
           ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS cseq BIGINT;""",
     3: _resource("changes.sql"),
+    4: _resource("admin.sql"),
 }
 # Partitioned tables of the seed and their partition columns.
 PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages": "created_at"}
 
 
 def schema_sql() -> str:
-    """The seed's tables, then the change capture decisions follow (changes.sql)."""
-    return _resource("schema.sql") + "\n" + _resource("changes.sql")
+    """The seed's tables, the change capture decisions follow (changes.sql), the
+    admin API's additions (admin.sql)."""
+    return "\n".join(_resource(n) for n in ("schema.sql", "changes.sql", "admin.sql"))
 
 
 @dataclass(frozen=True, slots=True)

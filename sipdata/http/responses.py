@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sipdata.errors import SipdataError, Unavailable
+from sipdata.errors import RateLimited, SipdataError, Unavailable
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -30,4 +30,7 @@ def error_body_of(exc: SipdataError) -> dict[str, Any]:
 
 
 def error_response(exc: SipdataError) -> web.Response:
-    return json_response(error_body_of(exc), status=exc.status)
+    response = json_response(error_body_of(exc), status=exc.status)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response

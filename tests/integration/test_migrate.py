@@ -101,8 +101,9 @@ def test_partition_names_roll_over_the_year() -> None:
 
 
 async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
-    """A database migrated before the registration ordering columns and the change
-    capture gets migrations 2 and 3, recorded, and a second run applies nothing."""
+    """A database migrated before the registration ordering columns, the change
+    capture and the admin API's columns gets migrations 2, 3 and 4, recorded, and a
+    second run applies nothing."""
     admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
     name = "sipdata_upgrade_test"
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -113,17 +114,26 @@ async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
         await conn.execute(
             "ALTER TABLE trunk_registrations DROP COLUMN call_id, DROP COLUMN cseq;"
             "DROP FUNCTION sipdata_capture() CASCADE; DROP TABLE sipdata_changes;"
+            "ALTER TABLE api_keys DROP COLUMN key_prefix, DROP COLUMN revoked_at;"
+            "DELETE FROM api_keys; ALTER TABLE api_keys ALTER COLUMN org_id SET NOT NULL;"
             "TRUNCATE schema_migrations; INSERT INTO schema_migrations (version, checksum) "
             "VALUES (1, 'v1')"
         )
         result = await migrate.migrate(conn, dt.date.today())
-        assert (result.applied, result.version) == (True, 3)
+        assert (result.applied, result.version) == (True, 4)
         columns = await conn.fetch(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'trunk_registrations' AND column_name IN ('call_id', 'cseq')"
         )
         assert len(columns) == 2
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 3
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 4
+        assert (
+            await conn.fetchval(
+                "SELECT is_nullable FROM information_schema.columns "
+                "WHERE table_name = 'api_keys' AND column_name = 'org_id'"
+            )
+            == "YES"
+        )
         triggers = await conn.fetchval(
             "SELECT count(*) FROM pg_trigger WHERE tgname = 'sipdata_capture'"
         )

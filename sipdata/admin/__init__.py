@@ -1,0 +1,1 @@
+"""The admin API: keys, validation and the OpenAPI document (pure)."""

@@ -1,0 +1,286 @@
+"""The admin API's service: who a key is, and each change as one transaction with its
+audit row (rows through db/admin.py, the key cache through cache/apikeys.py).
+
+Every write checks the caller's org inside the transaction, so another org's row is
+"not found" whatever the verb, and an update compares If-Match under the row's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+
+from sipdata.admin import keys, validate
+from sipdata.cache import keys as redis_keys
+from sipdata.cache.apikeys import ApiKeyCache
+from sipdata.db import admin as db
+from sipdata.db.admin import Actor, Page, etag
+from sipdata.db.pool import Conn
+from sipdata.decide import digest
+from sipdata.errors import (
+    CacheUnavailable,
+    Conflict,
+    InputError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
+
+__all__ = ["RESOURCES", "Actor", "AdminService", "Page", "etag"]
+log = structlog.get_logger(__name__)
+Row = dict[str, Any]
+Check = Callable[[Conn], Awaitable[None]]
+RESOURCES = {r.name: r for r in (db.ORGANIZATIONS, db.TRUNKS, db.ACL, db.API_KEYS, db.AUDIT)}
+# A trunk's ACL rows and its registration belong to it; anything else that names it
+# (numbers, another trunk's failover) makes its delete a 409.
+TRUNK_PARTS = (
+    "DELETE FROM trunk_acl WHERE trunk_id = $1::uuid",
+    "DELETE FROM trunk_registrations WHERE trunk_id = $1::uuid",
+)
+
+
+def _epoch(value: dt.datetime | None) -> float | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC).timestamp() if value.tzinfo is None else value.timestamp()
+
+
+def _principal(row: Any) -> keys.Principal:
+    return keys.Principal(
+        key_id=str(row["id"]),
+        org_id=str(row["org_id"]) if row["org_id"] is not None else None,
+        scopes=tuple(s for s in row["permissions"] or [] if isinstance(s, str)),
+        rate_limit=int(row["rate_limit"] or 1000),
+        expires_at=_epoch(row["expires_at"]),
+        active=row["status"] == "active" and row["revoked_at"] is None,
+    )
+
+
+def _doc(p: keys.Principal) -> bytes:
+    return orjson.dumps(
+        {
+            "key_id": p.key_id,
+            "org_id": p.org_id,
+            "scopes": list(p.scopes),
+            "rate_limit": p.rate_limit,
+            "expires_at": p.expires_at,
+            "active": p.active,
+        }
+    )
+
+
+class AdminService:
+    def __init__(self, store: db.AdminStore, cache: ApiKeyCache, realm: str) -> None:
+        self.store, self.cache, self.realm = store, cache, realm
+
+    # -- who asks ----------------------------------------------------------------
+    async def authenticate(self, token: str, now: float | None = None) -> keys.Principal:
+        """The key's principal, or Unauthorized; RateLimited past its rate. Redis away:
+        the database answers; the database away: StoreUnavailable (503), never 401."""
+        now = time.time() if now is None else now
+        principal = await self._lookup(token)
+        if principal is None or not principal.usable(now):
+            raise Unauthorized("unknown, revoked or expired API key")
+        window = int(now // keys.RATE_WINDOW_S)
+        try:
+            used = await self.cache.count(principal.key_id, window, keys.RATE_WINDOW_S)
+        except CacheUnavailable:
+            # No count is shared between nodes without Redis: the limit is not
+            # enforced rather than every operator locked out while Redis is away.
+            log.warning("api_rate_unchecked", key_id=principal.key_id)
+            used = 0
+        if used > principal.rate_limit:
+            raise RateLimited(
+                f"this key's {principal.rate_limit} requests per minute are used up",
+                retry_after=max(1, keys.RATE_WINDOW_S - int(now % keys.RATE_WINDOW_S)),
+            )
+        return principal
+
+    async def _lookup(self, token: str) -> keys.Principal | None:
+        prefix = keys.prefix_of(token)
+        if prefix is None:
+            return None
+        key_hash = keys.hash_key(token)
+        try:
+            cached = await self.cache.get(key_hash)
+        except CacheUnavailable:
+            cached = None
+        if cached == redis_keys.NEGATIVE:
+            return None
+        if cached is not None:
+            doc = orjson.loads(cached)
+            return keys.Principal(**{**doc, "scopes": tuple(doc["scopes"])})
+        row = await self.store.key_by_prefix(prefix)
+        found = row is not None and keys.same_hash(token, row["key_hash"])
+        principal = _principal(row) if found else None
+        with contextlib.suppress(CacheUnavailable):
+            await self.cache.put(key_hash, _doc(principal) if principal else redis_keys.NEGATIVE)
+        return principal
+
+    # -- reads ---------------------------------------------------------------------
+    async def list(
+        self, name: str, org: str | None, filters: dict[str, str], cursor: str | None, limit: int
+    ) -> Page:
+        return await self.store.list(RESOURCES[name], org, filters, cursor=cursor, limit=limit)
+
+    async def get(self, name: str, row_id: str, org: str | None) -> Row:
+        return await self.store.get(RESOURCES[name], row_id, org)
+
+    # -- writes --------------------------------------------------------------------
+    async def create(
+        self, name: str, who: Actor, table: str, values: Row, check: Check | None = None
+    ) -> Row:
+        res = RESOURCES[name]
+
+        async def work(conn: Conn) -> tuple[str, None, Row]:
+            if check is not None:
+                await check(conn)
+            row_id = db.new_id()
+            await _insert(conn, table, {"id": row_id, **values})
+            return row_id, None, await self.store.get(res, row_id, None, conn)
+
+        row = await self.store.change(res, who, "create", work)
+        assert row is not None
+        return row
+
+    async def create_org(self, who: Actor, fields: Row) -> Row:
+        return await self.create("organizations", who, "organizations", fields)
+
+    async def create_trunk(self, who: Actor, given: validate.TrunkInput, org: str) -> Row:
+        columns = self._trunk_columns(given, given.columns["username"])
+        return await self.create(
+            "trunks", who, "sip_trunks", {**columns, "org_id": org}, lambda c: _org_exists(c, org)
+        )
+
+    async def update(self, name: str, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
+        res = RESOURCES[name]
+
+        async def work(conn: Conn) -> tuple[str, Row, Row]:
+            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
+            sets = [f"{column} = ${i}" for i, column in enumerate(columns, 2)]
+            await conn.execute(
+                f"UPDATE {res.table} SET {', '.join(sets)}, updated_at = now() WHERE id = $1::uuid",
+                row_id,
+                *columns.values(),
+            )
+            return row_id, before, await self.store.get(res, row_id, None, conn)
+
+        row = await self.store.change(res, who, "update", work)
+        assert row is not None
+        return row
+
+    async def update_trunk(
+        self, who: Actor, row_id: str, if_match: str, given: validate.TrunkInput
+    ) -> Row:
+        current = await self.store.get(db.TRUNKS, row_id, who.org_id)
+        # A stale read here is caught by If-Match under the lock (the ETag covers it).
+        username = given.columns.get("username") or current["username"]
+        columns = self._trunk_columns(given, username)
+        return await self.update("trunks", who, row_id, if_match, columns)
+
+    def _trunk_columns(self, given: validate.TrunkInput, username: str) -> Row:
+        columns = dict(given.columns)
+        if given.password is not None:
+            # Only the HA1s are stored (schema.sql, sip_trunks.password_hash).
+            columns["password_hash"] = digest.encode(username, self.realm, given.password)
+        return columns
+
+    async def delete_trunk(self, who: Actor, row_id: str, if_match: str) -> None:
+        async def work(conn: Conn) -> tuple[str, Row, None]:
+            before = await self.store.lock(conn, db.TRUNKS, row_id, who.org_id, if_match)
+            for sql in TRUNK_PARTS:
+                await conn.execute(sql, row_id)
+            await conn.execute("DELETE FROM sip_trunks WHERE id = $1::uuid", row_id)
+            return row_id, before, None
+
+        await self.store.change(db.TRUNKS, who, "delete", work)
+
+    async def create_acl(self, who: Actor, trunk_id: str, given: validate.AclInput) -> Row:
+        async def check(conn: Conn) -> None:
+            trunk = await self.store.get(db.TRUNKS, trunk_id, who.org_id, conn)
+            # Serialised: two orgs adding overlapping networks at once must not both
+            # pass the overlap check.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sipdata_admin_acl'))")
+            other = await conn.fetchrow(db.OTHER_TENANTS_NET, str(trunk["org_id"]), given.network)
+            if other is not None:
+                raise Conflict(
+                    f"{given.network} overlaps {other['net']}, which another organization's "
+                    "trunk holds: a source must identify one tenant"
+                )
+
+        values = {
+            "trunk_id": trunk_id,
+            "ip_address": given.network,
+            "subnet_mask": given.prefixlen,
+            "description": given.description,
+        }
+        return await self.create("acl", who, "trunk_acl", values, check)
+
+    async def delete_acl(self, who: Actor, trunk_id: str, acl_id: str) -> None:
+        async def work(conn: Conn) -> tuple[str, Row, None]:
+            before = await self.store.get(db.ACL, acl_id, who.org_id, conn)
+            if str(before["trunk_id"]) != trunk_id:
+                raise NotFound("no such acl row", field="id")
+            await conn.execute("DELETE FROM trunk_acl WHERE id = $1::uuid", acl_id)
+            return acl_id, before, None
+
+        await self.store.change(db.ACL, who, "delete", work)
+
+    async def create_key(
+        self, who: Actor, given: validate.KeyInput, org: str | None
+    ) -> tuple[Row, str]:
+        """A new key row; its secret is returned here once and stored only as a hash."""
+        made = keys.new_key()
+        values = {
+            "org_id": org,
+            "name": given.name,
+            "key_hash": made.hash,
+            "key_prefix": made.prefix,
+            "permissions": list(given.scopes),
+            "rate_limit": given.rate_limit,
+            "expires_at": given.expires_at,
+        }
+        check = (lambda c: _org_exists(c, org)) if org is not None else None
+        return await self.create("api_keys", who, "api_keys", values, check), made.secret
+
+    async def revoke_key(self, who: Actor, row_id: str) -> Row:
+        async def work(conn: Conn) -> tuple[str, Row, Row]:
+            before = await self.store.get(db.API_KEYS, row_id, who.org_id, conn)
+            await conn.execute(
+                "UPDATE api_keys SET status = 'revoked', "
+                "revoked_at = COALESCE(revoked_at, now()) WHERE id = $1::uuid",
+                row_id,
+            )
+            return row_id, before, await self.store.get(db.API_KEYS, row_id, None, conn)
+
+        row = await self.store.change(db.API_KEYS, who, "revoke", work)
+        assert row is not None
+        found = await self.store.key_by_prefix(str(row["key_prefix"]))
+        if found is not None:  # this node stops at once; the others within the TTL
+            with contextlib.suppress(CacheUnavailable):
+                await self.cache.forget(str(found["key_hash"]))
+        return row
+
+
+async def _org_exists(conn: Conn, org: str) -> None:
+    if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1::uuid", org):
+        raise InputError("names no organization", field="org_id")
+
+
+# The ACL's address is text in, inet in the table.
+_CASTS = {"ip_address": "inet"}
+
+
+async def _insert(conn: Conn, table: str, values: Row) -> None:
+    names = list(values)
+    marks = [f"${i}" + (f"::{_CASTS[n]}" if n in _CASTS else "") for i, n in enumerate(names, 1)]
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)})",
+        *values.values(),
+    )
