@@ -9,9 +9,9 @@ import getpass
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -24,7 +24,7 @@ from sipdata.db import migrate as migrate_mod
 from sipdata.db.changes import ChangeLog, Wakeup
 from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
-from sipdata.decide import digest, ratedeck
+from sipdata.decide import digest
 from sipdata.errors import ConfigError, ImportFileError, SipdataError, WarmFailed
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
@@ -32,6 +32,7 @@ from sipdata.keys_cli import add_parser as add_api_key_parser
 from sipdata.keys_cli import cmd_api_key
 from sipdata.logs import configure
 from sipdata.metrics import Metrics
+from sipdata.serving.admin import deck_rows
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -110,14 +111,6 @@ async def cmd_warm(settings: Settings, args: argparse.Namespace) -> int:
         await redis.close()
 
 
-def _deck_rows(fh: TextIO) -> Iterator[ratedeck.DeckRow]:
-    """The file's rows as they are parsed; bytes that are not UTF-8 name their line."""
-    try:
-        yield from ratedeck.rows(fh)
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
-
-
 async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
@@ -128,7 +121,7 @@ async def cmd_import_rates(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(pool: Any) -> decks.ImportResult:
         # Parsed while written: a bad line rolls the whole import back, naming the line.
-        return await decks.import_rates(pool, args.carrier, _deck_rows(fh), replace=args.replace)
+        return await decks.import_rates(pool, args.carrier, deck_rows(fh), replace=args.replace)
 
     with fh:
         result = await _with_pool(settings, work)

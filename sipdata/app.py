@@ -54,6 +54,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     )
     app[handlers.MAX_BODY] = settings.max_body_bytes
     app[events.MAX_BATCH_BODY] = settings.max_batch_bytes
+    app[admin.MAX_DECK] = settings.max_deck_bytes
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         redis = Cache.from_settings(settings)

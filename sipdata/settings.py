@@ -77,6 +77,9 @@ class Settings:
     # A batch of call reports (POST /v1/events/calls): Kamailio sends up to 50,
     # an answer report with its SDP is under 3 KiB.
     max_batch_bytes: int = 1_048_576
+    # A rate deck uploaded to the admin API (spooled to a temporary file, then imported
+    # as import-rates does): a million-prefix deck is about 40 MB.
+    max_deck_bytes: int = 536_870_912
     # Shared secret Kamailio sends as "Authorization: Bearer ..." on /v1/*;
     # empty = no check, which `serve` allows on a loopback address only: the
     # lookups hand out HA1 digests (check_exposure).
@@ -118,7 +121,8 @@ class Settings:
         for item in filter(None, (i.strip() for i in self.redis_sentinels.split(","))):
             host, sep, port = item.rpartition(":")
             _check(
-                bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535),
+                bool(sep and host and port.isascii() and port.isdigit())
+                and 1 <= int(port) <= 65535,
                 "SIPDATA_REDIS_SENTINELS",
                 f"entry {item!r} is not host:port",
             )
@@ -197,6 +201,7 @@ class Settings:
         _check(self.db_timeout_ms > 0, "SIPDATA_DB_TIMEOUT_MS", "must be > 0")
         _check(1 <= self.db_pool_min <= self.db_pool_max, "SIPDATA_DB_POOL_MIN", "must be 1..max")
         _check(self.max_body_bytes >= 256, "SIPDATA_MAX_BODY_BYTES", "must be >= 256")
+        _check(self.max_deck_bytes >= 1024, "SIPDATA_MAX_DECK_BYTES", "must be >= 1024")
         _check(self.max_inflight_decisions >= 1, "SIPDATA_MAX_INFLIGHT_DECISIONS", "must be >= 1")
         _check(0 <= self.workers <= 256, "SIPDATA_WORKERS", "must be 0..256 (0: half the cores)")
         _check(

@@ -18,7 +18,7 @@ from sipdata.errors import InputError
 
 KEY_FORMAT = re.compile(r"sdk_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
 # What an admin key may touch; `audit` is read-only.
-RESOURCES = ("organizations", "trunks", "acl", "api_keys", "audit")
+RESOURCES = ("organizations", "trunks", "acl", "numbers", "rules", "rates", "api_keys", "audit")
 VERBS = ("read", "write")
 ALL = "*"
 
@@ -63,7 +63,9 @@ def parse_scopes(raw: object, field: str = "scopes") -> tuple[str, ...]:
         resource, _, verb = item.partition(":")
         ok = item == ALL or (resource in RESOURCES and verb in (*VERBS, ALL))
         if not ok or (resource == "audit" and verb == "write"):
-            known = ", ".join(f"{r}:read|write|*" for r in RESOURCES)
+            known = ", ".join(
+                f"{r}:read|*" if r == "audit" else f"{r}:read|write|*" for r in RESOURCES
+            )
             raise InputError(f"unknown scope {item!r} (known: *, {known})", field=field)
         if item not in out:
             out.append(item)

@@ -1,175 +1,17 @@
 """The OpenAPI 3.1 document of every route sipdata serves (pure data, served at
-/openapi.json; tests/integration/test_openapi.py keeps it and the router equal)."""
+/openapi.json; tests/integration/test_admin_api.py keeps it and the router equal)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sipdata.admin import validate
-
-UUID = {"type": "string", "format": "uuid"}
-TIME = {"type": ["string", "null"], "format": "date-time"}
-OBJECT = {"type": "object"}
+from sipdata.admin.schemas import SCHEMAS, UUID, nullable
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(kind: str, **more: Any) -> dict[str, Any]:
-    return {"type": [kind, "null"], **more}
-
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": _nullable("string"),
-                },
-            }
-        },
-    },
-    "Organization": {
-        "type": "object",
-        "required": ["id", "name", "status"],
-        "properties": {
-            "id": UUID,
-            "name": {"type": "string"},
-            "status": _nullable("string"),
-            "tier": _nullable("string"),
-            "metadata": _nullable("object"),
-            "created_at": TIME,
-            "updated_at": TIME,
-        },
-    },
-    "OrganizationInput": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 255},
-            "status": {"enum": list(validate.STATUSES)},
-            "tier": {"type": "string", "minLength": 1, "maxLength": 50},
-            "metadata": OBJECT,
-        },
-    },
-    "Trunk": {
-        "type": "object",
-        "required": ["id", "org_id", "name", "username", "has_password"],
-        "properties": {
-            "id": UUID,
-            "org_id": UUID,
-            "name": {"type": "string"},
-            "username": {"type": "string"},
-            "auth_type": _nullable("string"),
-            "status": _nullable("string"),
-            "max_channels": _nullable("integer"),
-            "channels_in_use": _nullable("integer"),
-            "transport": _nullable("string"),
-            "metadata": _nullable("object"),
-            "created_at": TIME,
-            "updated_at": TIME,
-            "has_password": {"type": "boolean", "description": "HA1s are never returned"},
-        },
-    },
-    "TrunkInput": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "On create: name, username and (for digest) password are required.",
-        "properties": {
-            "org_id": {**UUID, "description": "create only; a bound key's own org by default"},
-            "name": {"type": "string", "minLength": 1, "maxLength": 255},
-            "username": {"type": "string", "pattern": validate.USERNAME.pattern},
-            "password": {"type": "string", "minLength": 12, "maxLength": 128, "writeOnly": True},
-            "auth_type": {"enum": list(validate.AUTH_TYPES)},
-            "status": {"enum": list(validate.STATUSES)},
-            "max_channels": {"type": "integer", "minimum": 0, "maximum": validate.MAX_CHANNELS},
-            "transport": {"enum": list(validate.TRANSPORTS)},
-            "metadata": OBJECT,
-        },
-    },
-    "Acl": {
-        "type": "object",
-        "required": ["id", "trunk_id", "ip"],
-        "properties": {
-            "id": UUID,
-            "trunk_id": UUID,
-            "ip": {"type": "string", "description": "CIDR network"},
-            "description": _nullable("string"),
-            "created_at": TIME,
-        },
-    },
-    "AclInput": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["ip"],
-        "properties": {
-            "ip": {
-                "type": "string",
-                "description": "address or CIDR: no host bits, zone ids or leading zeros; "
-                "at least /8 (IPv4) or /16 (IPv6); no overlap with another org's",
-            },
-            "description": {"type": "string", "minLength": 1, "maxLength": 255},
-        },
-    },
-    "ApiKey": {
-        "type": "object",
-        "required": ["id", "name", "key_prefix", "scopes", "status"],
-        "properties": {
-            "id": UUID,
-            "org_id": _nullable("string", format="uuid"),
-            "name": {"type": "string"},
-            "key_prefix": {"type": "string"},
-            "scopes": {"type": "array", "items": {"type": "string"}},
-            "rate_limit": _nullable("integer"),
-            "expires_at": TIME,
-            "status": {"type": "string"},
-            "revoked_at": TIME,
-            "last_used": TIME,
-            "created_at": TIME,
-            "secret": {"type": "string", "description": "on creation only, never again"},
-        },
-    },
-    "ApiKeyInput": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name", "scopes"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 255},
-            "org_id": {**UUID, "description": "bind the key to one org (a bound key: its own)"},
-            "scopes": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"type": "string", "description": "resource:read|write|* or *"},
-            },
-            "rate_limit": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "expires_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "AuditEntry": {
-        "type": "object",
-        "required": ["id", "action", "resource_type", "resource_id"],
-        "properties": {
-            "id": UUID,
-            "org_id": _nullable("string", format="uuid"),
-            "api_key_id": _nullable("string", format="uuid"),
-            "action": {"type": "string"},
-            "resource_type": {"type": "string"},
-            "resource_id": {"type": "string"},
-            "ip_address": _nullable("string"),
-            "user_agent": _nullable("string"),
-            "before": {"description": "the row before (secrets never included)"},
-            "after": {"description": "the row after"},
-            "created_at": TIME,
-        },
-    },
-}
 ERRORS = {
     "400": "malformed input (the field is named)",
     "401": "missing, unknown, revoked or expired API key",
@@ -192,7 +34,7 @@ def _page(item: str) -> dict[str, Any]:
         "required": ["items", "next_cursor"],
         "properties": {
             "items": {"type": "array", "items": _ref(item)},
-            "next_cursor": _nullable("string", format="uuid"),
+            "next_cursor": nullable("string", format="uuid"),
         },
     }
 
@@ -245,6 +87,37 @@ ADMIN_OPERATIONS: list[tuple[str, str, str, str, str | None, tuple[str, ...]]] =
     ("GET", "/v1/admin/trunks/{id}/acl", "list a trunk's ACL", "Acl", None, ()),
     ("POST", "/v1/admin/trunks/{id}/acl", "add a network to a trunk's ACL", "Acl", "AclInput", ()),
     ("DELETE", "/v1/admin/trunks/{id}/acl/{acl_id}", "remove an ACL network", "Acl", None, ()),
+    (
+        "GET",
+        "/v1/admin/rules",
+        "list routing rules",
+        "Rule",
+        None,
+        ("org_id", "trunk_id", "action", "enabled"),
+    ),
+    ("POST", "/v1/admin/rules", "create a routing rule", "Rule", "RuleInput", ()),
+    ("GET", "/v1/admin/rules/{id}", "read a routing rule", "Rule", None, ()),
+    ("PATCH", "/v1/admin/rules/{id}", "update a routing rule", "Rule", "RuleInput", ()),
+    ("DELETE", "/v1/admin/rules/{id}", "delete a routing rule", "Rule", None, ()),
+    (
+        "GET",
+        "/v1/admin/numbers",
+        "list phone numbers",
+        "Number",
+        None,
+        ("org_id", "trunk_id", "status", "number"),
+    ),
+    ("POST", "/v1/admin/numbers", "add a phone number", "Number", "NumberInput", ()),
+    ("GET", "/v1/admin/numbers/{id}", "read a phone number", "Number", None, ()),
+    ("PATCH", "/v1/admin/numbers/{id}", "update a phone number", "Number", "NumberInput", ()),
+    (
+        "PUT",
+        "/v1/admin/carriers/{id}/rates",
+        "import a carrier's rate deck (CSV as import-rates reads it; all or nothing)",
+        "DeckImport",
+        "csv",
+        (),
+    ),
     ("GET", "/v1/admin/api_keys", "list API keys", "ApiKey", None, ("org_id", "status")),
     (
         "POST",
@@ -322,7 +195,11 @@ def _admin_operation(spec: AdminOperation) -> dict[str, Any]:
         "parameters": params,
         "responses": responses,
     }
-    if body is not None:
+    if body == "csv":
+        params.append({"name": "replace", "in": "query", "schema": {"enum": ["true", "false"]}})
+        csv = {"schema": {"type": "string", "description": "prefix,rate,effective_date,..."}}
+        op["requestBody"] = {"required": True, "content": {"text/csv": csv}}
+    elif body is not None:
         op["requestBody"] = {"required": True, "content": _json(_ref(body))}
     return op
 

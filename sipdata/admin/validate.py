@@ -27,7 +27,7 @@ LEADING_ZERO = re.compile(r"(?:^|\.)0[0-9]")
 Body = Mapping[str, Any]
 
 
-def _only(body: Body, allowed: tuple[str, ...]) -> None:
+def only_fields(body: Body, allowed: tuple[str, ...]) -> None:
     for name in body:
         if name not in allowed:
             raise InputError(f"unknown field (known: {', '.join(allowed)})", field=name)
@@ -87,7 +87,7 @@ def metadata(body: Body) -> dict[str, Any] | None:
     return value
 
 
-def _changes(**fields: object) -> dict[str, Any]:
+def present(**fields: object) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -95,8 +95,8 @@ ORG_FIELDS = ("name", "status", "tier", "metadata")
 
 
 def organization(body: Body, *, create: bool) -> dict[str, Any]:
-    _only(body, ORG_FIELDS)
-    out = _changes(
+    only_fields(body, ORG_FIELDS)
+    out = present(
         name=text(body, "name", required=create),
         status=choice(body, "status", STATUSES),
         tier=text(body, "tier", required=False, limit=50),
@@ -129,7 +129,7 @@ class TrunkInput:
 
 
 def trunk(body: Body, *, create: bool) -> TrunkInput:
-    _only(body, TRUNK_FIELDS if create else TRUNK_FIELDS[1:])
+    only_fields(body, TRUNK_FIELDS if create else TRUNK_FIELDS[1:])
     username = text(body, "username", required=create, limit=100)
     if username is not None and not USERNAME.fullmatch(username):
         raise InputError(
@@ -145,7 +145,7 @@ def trunk(body: Body, *, create: bool) -> TrunkInput:
     if not create and username is not None and password is None:
         # The stored HA1 hashes the username: a new name with the old HA1 never verifies.
         raise InputError("a new username needs its password too", field="password")
-    columns = _changes(
+    columns = present(
         org_id=uuid_text(body["org_id"], "org_id") if body.get("org_id") is not None else None,
         name=text(body, "name", required=create),
         username=username,
@@ -202,7 +202,7 @@ def network(value: object, field: str = "ip") -> ipaddress.IPv4Network | ipaddre
 
 
 def acl(body: Body) -> AclInput:
-    _only(body, ACL_FIELDS)
+    only_fields(body, ACL_FIELDS)
     if body.get("ip") is None:
         raise InputError("is required", field="ip")
     net = network(body["ip"])
@@ -222,7 +222,7 @@ class KeyInput:
 
 
 def api_key(body: Body, now: dt.datetime) -> KeyInput:
-    _only(body, KEY_FIELDS)
+    only_fields(body, KEY_FIELDS)
     expires = body.get("expires_at")
     when: dt.datetime | None = None
     if expires is not None:
@@ -248,6 +248,7 @@ def api_key(body: Body, now: dt.datetime) -> KeyInput:
 def limit_param(raw: str | None, default: int = 50, most: int = 500) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= most:
         raise InputError(f"must be a whole number from 1 to {most}", field="limit")
     return int(raw)

@@ -78,6 +78,25 @@ ACL = Resource(
     "t.org_id",
     ("trunk_id",),
 )
+RULES = Resource(
+    "rules",
+    "routing_rules",
+    "r",
+    "SELECT r.id, r.org_id, r.trunk_id, r.name, r.priority, r.enabled, r.match_type, "
+    "r.match_pattern, r.time_condition, r.action, r.destination, r.transform_rules, "
+    "r.weight, r.max_calls, r.metadata, r.created_at, r.updated_at FROM routing_rules r",
+    "r.org_id",
+    ("org_id", "trunk_id", "action", "enabled"),
+)
+NUMBERS = Resource(
+    "numbers",
+    "phone_numbers",
+    "n",
+    "SELECT n.id, n.number, n.country_code, n.number_type, n.org_id, n.trunk_id, "
+    "n.voice_enabled, n.status, n.metadata, n.created_at, n.updated_at FROM phone_numbers n",
+    "n.org_id",
+    ("org_id", "trunk_id", "status", "number"),
+)
 API_KEYS = Resource(
     "api_keys",
     "api_keys",
@@ -86,6 +105,14 @@ API_KEYS = Resource(
     "k.expires_at, k.status, k.revoked_at, k.last_used, k.created_at FROM api_keys k",
     "k.org_id",
     ("org_id", "status"),
+)
+# A carrier's deck, as one thing the audit trail names (uploads: http/admin.py).
+RATES = Resource(
+    "rates",
+    "lcr_rates",
+    "c",
+    "SELECT o.id, o.name FROM organizations o",
+    "o.id",
 )
 AUDIT = Resource(
     "audit",
@@ -195,20 +222,7 @@ class AdminStore:
 
         async def unit(conn: Conn) -> dict[str, Any] | None:
             row_id, before, after = await work(conn)
-            owner = (after or before or {}).get("org_id") if res is not ORGANIZATIONS else row_id
-            await conn.execute(
-                "INSERT INTO audit_logs (org_id, api_key_id, action, resource_type, "
-                "resource_id, ip_address, user_agent, metadata) "
-                "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::inet, $7, $8)",
-                str(owner) if owner is not None else actor.org_id,
-                actor.key_id,
-                f"{res.name}.{action}",
-                res.name,
-                str(row_id),
-                actor.ip,
-                (actor.user_agent or "")[:500] or None,
-                {"before": _plain(before), "after": _plain(after)},
-            )
+            await self.audit(conn, res, actor, action, row_id, before=before, after=after)
             return after
 
         try:
@@ -217,6 +231,34 @@ class AdminStore:
             if exc.sqlstate in ("23505", "23503"):
                 raise Conflict(_conflict(exc.sqlstate, res.name)) from exc
             raise
+
+    async def audit(
+        self,
+        conn: Conn,
+        res: Resource,
+        actor: Actor,
+        action: str,
+        row_id: str,
+        *,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """The change's audit row, in the caller's transaction: rows as the API shows
+        them, so never a secret."""
+        owner = (after or before or {}).get("org_id") if res is not ORGANIZATIONS else row_id
+        await conn.execute(
+            "INSERT INTO audit_logs (org_id, api_key_id, action, resource_type, "
+            "resource_id, ip_address, user_agent, metadata) "
+            "VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::inet, $7, $8)",
+            str(owner) if owner is not None else actor.org_id,
+            actor.key_id,
+            f"{res.name}.{action}",
+            res.name,
+            str(row_id),
+            actor.ip,
+            (actor.user_agent or "")[:500] or None,
+            {"before": _plain(before), "after": _plain(after)},
+        )
 
     async def lock(
         self, conn: Conn, res: Resource, row_id: str, org: str | None, if_match: str

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -110,13 +110,19 @@ async def _write(conn: Conn, carrier_id: str, batch: Sequence[DeckRow], *, copy:
 
 
 async def import_rates(
-    pool: asyncpg.Pool, carrier: str, rows: Iterable[DeckRow], *, replace: bool
+    pool: asyncpg.Pool,
+    carrier: str,
+    rows: Iterable[DeckRow],
+    *,
+    replace: bool,
+    then: Callable[[Conn, ImportResult], Awaitable[None]] | None = None,
 ) -> ImportResult:
     """Write a deck in one transaction as it is read (`rows` may be a generator over a
     file being parsed: the next batch is parsed in a thread while the database writes
     this one). `replace` drops the carrier's old rows first and COPYs the new ones
     (their ids the database's default);
-    otherwise rows are upserted. A bad row met half-way rolls everything back."""
+    otherwise rows are upserted. A bad row met half-way rolls everything back. `then`
+    runs in the same transaction once the deck is written (the admin API's audit row)."""
     source = iter(rows)
     attempts = 0
 
@@ -162,7 +168,10 @@ async def import_rates(
             carrier_id,
             sorted(tally.prefixes) if tally.prefixes is not None else None,
         )
-        return ImportResult(carrier_id, tally.rows, len(tally.old) - tally.kept)
+        result = ImportResult(carrier_id, tally.rows, len(tally.old) - tally.kept)
+        if then is not None:
+            await then(conn, result)
+        return result
 
     # READ COMMITTED: a million-row write needs no serializable bookkeeping; the
     # carrier's row lock above orders concurrent imports of one carrier.

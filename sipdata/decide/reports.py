@@ -262,7 +262,7 @@ def codecs(sdp: str) -> tuple[str, ...]:
             parts = line[2:].split()
             in_audio = seen_audio = bool(parts) and parts[0] == "audio"
             if in_audio:
-                payloads = [int(p) for p in parts[3:] if p.isdigit()]
+                payloads = [int(p) for p in parts[3:] if p.isascii() and p.isdigit()]
         elif in_audio and (m := _RTPMAP.match(line)):
             names[int(m.group(1))] = m.group(2)
     return tuple(names.get(pt) or _STATIC_PT.get(pt) or str(pt) for pt in payloads)

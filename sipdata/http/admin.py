@@ -7,13 +7,23 @@ Decisions see a change through the change capture within the freshness bound.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from sipdata.admin import validate
-from sipdata.errors import Forbidden, InputError, NotFound, PreconditionRequired
+from sipdata.admin import keys, routing, validate
+from sipdata.errors import (
+    Forbidden,
+    InputError,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionRequired,
+    UnsupportedMediaType,
+)
 from sipdata.http import params
 from sipdata.http.admin_auth import ADMIN, actor, need
 from sipdata.http.handlers import MAX_BODY
@@ -21,6 +31,7 @@ from sipdata.http.responses import json_response
 from sipdata.serving.admin import RESOURCES, etag
 
 ID_FILTERS = ("org_id", "trunk_id", "api_key_id")
+MAX_DECK: web.AppKey[int] = web.AppKey("max_deck", int)
 
 
 def _one(row: dict[str, Any], status: int = 200) -> web.Response:
@@ -145,6 +156,108 @@ async def acl_delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _own_org(principal: keys.Principal, org: str | None, required: bool) -> str | None:
+    """The org a new or moved row is for: the body's, else a bound key's own; another
+    org's reads as missing."""
+    org = org or principal.org_id
+    if org is None and required:
+        raise InputError("is required with a platform key", field="org_id")
+    if org is not None and not principal.sees(org):
+        raise NotFound("no such organizations row", field="org_id")
+    return org
+
+
+async def rules_list(request: web.Request) -> web.Response:
+    return await _list(request, "rules")
+
+
+async def rule_get(request: web.Request) -> web.Response:
+    return await _get(request, "rules")
+
+
+async def rule_create(request: web.Request) -> web.Response:
+    principal = need(request, "rules", "write")
+    columns = routing.rule_changes(await _body(request), create=True)
+    org = _own_org(principal, columns.pop("org_id", None), required=True)
+    assert org is not None
+    row = await request.app[ADMIN].create_rule(actor(request, principal), columns, org)
+    return _one(row, 201)
+
+
+async def rule_update(request: web.Request) -> web.Response:
+    principal = need(request, "rules", "write")
+    columns = routing.rule_changes(await _body(request), create=False)
+    who, row_id, match = actor(request, principal), _id(request), _if_match(request)
+    return _one(await request.app[ADMIN].update_rule(who, row_id, match, columns))
+
+
+async def rule_delete(request: web.Request) -> web.Response:
+    principal = need(request, "rules", "write")
+    await request.app[ADMIN].delete_rule(
+        actor(request, principal), _id(request), _if_match(request)
+    )
+    return web.Response(status=204)
+
+
+async def numbers_list(request: web.Request) -> web.Response:
+    return await _list(request, "numbers")
+
+
+async def number_get(request: web.Request) -> web.Response:
+    return await _get(request, "numbers")
+
+
+async def number_create(request: web.Request) -> web.Response:
+    principal = need(request, "numbers", "write")
+    columns = routing.number_changes(await _body(request), create=True)
+    # A platform key may add a number to the inventory, owned by no org yet.
+    org = _own_org(principal, columns.get("org_id"), required=False)
+    if org is not None:
+        columns["org_id"] = org
+    return _one(await request.app[ADMIN].create_number(actor(request, principal), columns), 201)
+
+
+async def number_update(request: web.Request) -> web.Response:
+    principal = need(request, "numbers", "write")
+    columns = routing.number_changes(await _body(request), create=False)
+    if "org_id" in columns:
+        _own_org(principal, columns["org_id"], required=False)
+    who, row_id, match = actor(request, principal), _id(request), _if_match(request)
+    return _one(await request.app[ADMIN].update_number(who, row_id, match, columns))
+
+
+async def rates_upload(request: web.Request) -> web.Response:
+    """PUT a carrier's deck as CSV (import-rates' format, docs/operations.md): spooled to
+    a temporary file as it arrives (memory stays flat), then imported all or nothing."""
+    principal = need(request, "rates", "write")
+    carrier = _id(request)
+    if not principal.sees(carrier):
+        raise NotFound("no such organizations row", field="id")
+    if request.content_type not in ("text/csv", "text/plain"):
+        raise UnsupportedMediaType(
+            f"the deck must be text/csv, not {request.content_type}", field="Content-Type"
+        )
+    replace = request.query.get("replace", "false")
+    if replace not in ("true", "false"):
+        raise InputError("must be true or false", field="replace")
+    limit = request.app[MAX_DECK]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the deck is over {limit} bytes")
+    with tempfile.TemporaryDirectory(prefix="sipdata-deck-") as folder:
+        path = Path(folder) / "deck.csv"
+        with path.open("wb") as out:
+            size = 0
+            async for chunk in request.content.iter_chunked(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the deck is over {limit} bytes")
+                await asyncio.to_thread(out.write, chunk)
+        result = await request.app[ADMIN].import_rates(
+            actor(request, principal), carrier, path, replace=replace == "true"
+        )
+    return json_response({**result, "replace": replace == "true"})
+
+
 async def keys_list(request: web.Request) -> web.Response:
     return await _list(request, "api_keys")
 
@@ -185,6 +298,16 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/admin/trunks/{id}/acl", acl_list),
     ("POST", "/v1/admin/trunks/{id}/acl", acl_create),
     ("DELETE", "/v1/admin/trunks/{id}/acl/{acl_id}", acl_delete),
+    ("GET", "/v1/admin/rules", rules_list),
+    ("POST", "/v1/admin/rules", rule_create),
+    ("GET", "/v1/admin/rules/{id}", rule_get),
+    ("PATCH", "/v1/admin/rules/{id}", rule_update),
+    ("DELETE", "/v1/admin/rules/{id}", rule_delete),
+    ("GET", "/v1/admin/numbers", numbers_list),
+    ("POST", "/v1/admin/numbers", number_create),
+    ("GET", "/v1/admin/numbers/{id}", number_get),
+    ("PATCH", "/v1/admin/numbers/{id}", number_update),
+    ("PUT", "/v1/admin/carriers/{id}/rates", rates_upload),
     ("GET", "/v1/admin/api_keys", keys_list),
     ("POST", "/v1/admin/api_keys", key_create),
     ("GET", "/v1/admin/api_keys/{id}", key_get),

@@ -7,25 +7,30 @@ Every write checks the caller's org inside the transaction, so another org's row
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 import orjson
 import structlog
 
-from sipdata.admin import keys, validate
+from sipdata.admin import keys, routing, validate
 from sipdata.cache import keys as redis_keys
 from sipdata.cache.apikeys import ApiKeyCache
 from sipdata.db import admin as db
+from sipdata.db import decks
 from sipdata.db.admin import Actor, Page, etag
+from sipdata.db.decks import ImportResult
 from sipdata.db.pool import Conn
-from sipdata.decide import digest
+from sipdata.decide import digest, ratedeck
 from sipdata.errors import (
     CacheUnavailable,
     Conflict,
+    ImportFileError,
     InputError,
     NotFound,
     RateLimited,
@@ -36,7 +41,10 @@ __all__ = ["RESOURCES", "Actor", "AdminService", "Page", "etag"]
 log = structlog.get_logger(__name__)
 Row = dict[str, Any]
 Check = Callable[[Conn], Awaitable[None]]
-RESOURCES = {r.name: r for r in (db.ORGANIZATIONS, db.TRUNKS, db.ACL, db.API_KEYS, db.AUDIT)}
+RESOURCES = {
+    r.name: r
+    for r in (db.ORGANIZATIONS, db.TRUNKS, db.ACL, db.RULES, db.NUMBERS, db.API_KEYS, db.AUDIT)
+}
 # A trunk's ACL rows and its registration belong to it; anything else that names it
 # (numbers, another trunk's failover) makes its delete a 409.
 TRUNK_PARTS = (
@@ -232,6 +240,79 @@ class AdminService:
 
         await self.store.change(db.ACL, who, "delete", work)
 
+    async def create_rule(self, who: Actor, columns: Row, org: str) -> Row:
+        row = {**columns, "org_id": org}
+        routing.compiled(row)
+        return await self.create("rules", who, "routing_rules", row, lambda c: _rule_refs(c, row))
+
+    async def update_rule(self, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
+        current = await self.store.get(db.RULES, row_id, who.org_id)
+        merged = {**current, **columns}
+        routing.compiled(merged)  # the whole rule as it would be, not just the change
+        res = db.RULES
+
+        async def work(conn: Conn) -> tuple[str, Row, Row]:
+            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
+            await _rule_refs(conn, merged)
+            await _set(conn, res.table, row_id, columns)
+            return row_id, before, await self.store.get(res, row_id, None, conn)
+
+        row = await self.store.change(res, who, "update", work)
+        assert row is not None
+        return row
+
+    async def delete_rule(self, who: Actor, row_id: str, if_match: str) -> None:
+        async def work(conn: Conn) -> tuple[str, Row, None]:
+            before = await self.store.lock(conn, db.RULES, row_id, who.org_id, if_match)
+            await conn.execute("DELETE FROM routing_rules WHERE id = $1::uuid", row_id)
+            return row_id, before, None
+
+        await self.store.change(db.RULES, who, "delete", work)
+
+    async def create_number(self, who: Actor, columns: Row) -> Row:
+        return await self.create(
+            "numbers", who, "phone_numbers", columns, lambda c: _number_refs(c, columns)
+        )
+
+    async def update_number(self, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
+        current = await self.store.get(db.NUMBERS, row_id, who.org_id)
+        merged = {**current, **columns}
+        res = db.NUMBERS
+
+        async def work(conn: Conn) -> tuple[str, Row, Row]:
+            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
+            await _number_refs(conn, merged)
+            await _set(conn, res.table, row_id, columns)
+            return row_id, before, await self.store.get(res, row_id, None, conn)
+
+        row = await self.store.change(res, who, "update", work)
+        assert row is not None
+        return row
+
+    async def import_rates(self, who: Actor, carrier_id: str, path: Path, *, replace: bool) -> Row:
+        """A deck file (an upload spooled to disk) imported as `import-rates` imports it:
+        one transaction, all or nothing, a bad line named; its audit row inside."""
+        if who.org_id is not None and who.org_id != carrier_id:
+            raise NotFound("no such organizations row", field="id")
+
+        async def audit(conn: Conn, result: ImportResult) -> None:
+            summary = {
+                "org_id": carrier_id,
+                "rows": result.rows,
+                "removed": result.removed,
+                "replace": replace,
+            }
+            await self.store.audit(
+                conn, db.RATES, who, "import", carrier_id, before=None, after=summary
+            )
+
+        fh = await asyncio.to_thread(path.open, newline="", encoding="utf-8")
+        with fh:
+            result = await decks.import_rates(
+                self.store.pool, carrier_id, deck_rows(fh), replace=replace, then=audit
+            )
+        return {"carrier_id": result.carrier_id, "rows": result.rows, "removed": result.removed}
+
     async def create_key(
         self, who: Actor, given: validate.KeyInput, org: str | None
     ) -> tuple[Row, str]:
@@ -268,9 +349,49 @@ class AdminService:
         return row
 
 
+def deck_rows(fh: TextIO) -> Iterator[ratedeck.DeckRow]:
+    """The file's rows as they are parsed; bytes that are not UTF-8 name their line."""
+    try:
+        yield from ratedeck.rows(fh)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
+
+
 async def _org_exists(conn: Conn, org: str) -> None:
     if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1::uuid", org):
         raise InputError("names no organization", field="org_id")
+
+
+async def _set(conn: Conn, table: str, row_id: str, columns: Row) -> None:
+    sets = [f"{column} = ${i}" for i, column in enumerate(columns, 2)]
+    await conn.execute(
+        f"UPDATE {table} SET {', '.join(sets)}, updated_at = now() WHERE id = $1::uuid",
+        row_id,
+        *columns.values(),
+    )
+
+
+async def _trunk_of(conn: Conn, trunk_id: Any, org: Any, field: str) -> None:
+    """A trunk named by a row must be one of the row's org: a rule or number of one
+    tenant never sends calls to another's trunk."""
+    owner = await conn.fetchval("SELECT org_id FROM sip_trunks WHERE id = $1::uuid", str(trunk_id))
+    if owner is None or org is None or str(owner) != str(org):
+        raise InputError("names no trunk of this organization", field=field)
+
+
+async def _rule_refs(conn: Conn, row: Row) -> None:
+    await _org_exists(conn, str(row["org_id"]))
+    if row.get("trunk_id"):
+        await _trunk_of(conn, row["trunk_id"], row["org_id"], "trunk_id")
+    if row.get("action") == "trunk":
+        await _trunk_of(conn, row["destination"], row["org_id"], "destination")
+
+
+async def _number_refs(conn: Conn, row: Row) -> None:
+    if row.get("org_id") is not None:
+        await _org_exists(conn, str(row["org_id"]))
+    if row.get("trunk_id"):
+        await _trunk_of(conn, row["trunk_id"], row.get("org_id"), "trunk_id")
 
 
 # The ACL's address is text in, inet in the table.

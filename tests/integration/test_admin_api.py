@@ -436,3 +436,195 @@ def test_the_command_line_makes_lists_and_revokes_keys(settings: Settings) -> No
         assert bad.returncode == 1 and field in bad.stderr and "Traceback" not in bad.stderr
     again = json.loads(run(settings, "api-key", "list").stdout)
     assert [k["id"] for k in again] == [row["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "why"),
+    [
+        ({"match_type": "regex", "match_pattern": "(1", "action": "lcr"}, "match_pattern", ""),
+        (
+            {"match_pattern": "1", "action": "reject", "destination": "200 OK"},
+            "destination",
+            "400..699",
+        ),
+        (
+            {"match_pattern": "1", "action": "forward", "destination": "http://x"},
+            "destination",
+            "sip:",
+        ),
+        ({"match_pattern": "1", "action": "trunk", "destination": "nope"}, "destination", "UUID"),
+        ({"match_pattern": "1", "action": "trunk"}, "destination", "destination"),
+        ({"match_pattern": "12a", "action": "lcr"}, "match_pattern", "digits"),
+        (
+            {"match_pattern": "1", "action": "lcr", "time_condition": {"days": "often"}},
+            "time_condition",
+            "",
+        ),
+    ],
+)
+async def test_a_rule_the_decision_would_not_compile_is_refused_with_its_reason(
+    node: Admin, pool: asyncpg.Pool, body: dict[str, Any], field: str, why: str
+) -> None:
+    before = await pool.fetchval("SELECT count(*) FROM routing_rules")
+    status, answer, _ = await node.call(
+        "POST", "/v1/admin/rules", {"org_id": ACME, "name": "r", **body}
+    )
+    assert status == 400 and answer["error"]["field"] == field, answer
+    assert why in answer["error"]["message"]
+    assert await pool.fetchval("SELECT count(*) FROM routing_rules") == before
+
+
+async def test_a_rule_or_number_cannot_point_at_another_orgs_trunk(node: Admin) -> None:
+    globex_trunk = demo_id("trunk:globex-sip")
+    status, answer, _ = await node.call(
+        "POST",
+        "/v1/admin/rules",
+        {
+            "org_id": ACME,
+            "name": "r",
+            "match_pattern": "1",
+            "action": "trunk",
+            "destination": globex_trunk,
+        },
+    )
+    assert status == 400 and answer["error"]["field"] == "destination", answer
+    status, answer, _ = await node.call(
+        "POST",
+        "/v1/admin/numbers",
+        {
+            "number": "+1 212 555 0199",
+            "country_code": "1",
+            "org_id": ACME,
+            "trunk_id": globex_trunk,
+        },
+    )
+    assert status == 400 and answer["error"]["field"] == "trunk_id", answer
+
+
+async def test_rules_and_numbers_made_through_the_api_reach_decisions(
+    node: Admin, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """A number added for a trunk answers /v1/did in canonical form; a rule answers
+    /v1/routes/custom for its org; an org-bound key cannot hand the number to another
+    org."""
+    follower = Follower(warmer(settings, cache, pool), ChangeLog(pool))
+    edge = {"Authorization": f"Bearer {EDGE_SECRET}"}
+    status, number, _ = await node.call(
+        "POST",
+        "/v1/admin/numbers",
+        {
+            "number": "+1 (212) 555-0177",
+            "country_code": "1",
+            "org_id": ACME,
+            "trunk_id": demo_id("trunk:acme-pbx"),
+            "status": "active",
+        },
+    )
+    assert status == 201 and number["number"] == "12125550177", number
+    status, rule, _ = await node.call(
+        "POST",
+        "/v1/admin/rules",
+        {
+            "org_id": ACME,
+            "name": "to-uk",
+            "match_pattern": "4477",
+            "action": "forward",
+            "destination": "sip:uk@192.0.2.9",
+            "priority": 1,
+        },
+    )
+    assert status == 201, rule
+    assert await follower.step() >= 1
+    await node.client.server.app[SERVICE].catalog.refresh()
+    did = await (
+        await node.client.get("/v1/did", params={"number": "12125550177"}, headers=edge)
+    ).json()
+    assert did["found"] and did["source"] != "database" and did["org_id"] == ACME, did
+    assert did["trunk"]["trunk_id"] == demo_id("trunk:acme-pbx"), did
+    custom = await (
+        await node.client.get(
+            "/v1/routes/custom", params={"org_id": ACME, "number": "447700900123"}, headers=edge
+        )
+    ).json()
+    assert rule["id"] in json.dumps(custom) and "sip:uk@192.0.2.9" in json.dumps(custom), custom
+    _, acme_key = await make_key(pool, org=ACME)
+    _, _, headers = await node.call("GET", f"/v1/admin/numbers/{number['id']}", key=acme_key)
+    status, _, _ = await node.call(
+        "PATCH",
+        f"/v1/admin/numbers/{number['id']}",
+        {"org_id": GLOBEX},
+        key=acme_key,
+        **{"If-Match": headers["ETag"]},
+    )
+    assert status == 404
+
+
+async def upload(node: Admin, carrier: str, deck: str, key: str | None = None, **q: str) -> Any:
+    resp = await node.client.put(
+        f"/v1/admin/carriers/{carrier}/rates",
+        data=deck.encode(),
+        params=q,
+        headers={"Authorization": f"Bearer {key or node.secret}", "Content-Type": "text/csv"},
+    )
+    return resp.status, await resp.json()
+
+
+async def test_a_deck_upload_is_all_or_nothing_audited_and_reaches_decisions(
+    node: Admin, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    """A bad line half-way refuses the whole deck, naming the line, and leaves no row and
+    no audit entry; a good one replaces the carrier's deck, is audited once, and the
+    next LCR answer carries its rate."""
+    alpha = demo_id("org:alpha")
+    rows = await pool.fetchval("SELECT count(*) FROM lcr_rates WHERE carrier_id = $1", alpha)
+    audits = await pool.fetchval("SELECT count(*) FROM audit_logs")
+    bad = "prefix,rate,effective_date\n1,0.011,2025-01-01\n44,cheap,2025-01-01\n"
+    status, body = await upload(node, alpha, bad, replace="true")
+    assert status == 400 and "line 3" in body["error"]["message"], body
+    assert body["error"]["field"] == "rate"
+    assert (
+        await pool.fetchval("SELECT count(*) FROM lcr_rates WHERE carrier_id = $1", alpha) == rows
+    )
+    assert await pool.fetchval("SELECT count(*) FROM audit_logs") == audits
+    good = "prefix,rate,effective_date\n1,0.0011,2025-01-01\n44,0.002,2025-01-01\n"
+    status, body = await upload(node, alpha, good, replace="true")
+    assert status == 200 and body["rows"] == 2 and body["replace"] is True, body
+    entry = await pool.fetchrow(
+        "SELECT action, resource_id FROM audit_logs ORDER BY created_at DESC LIMIT 1"
+    )
+    assert (entry["action"], entry["resource_id"]) == ("rates.import", alpha)
+    follower = Follower(warmer(settings, cache, pool), ChangeLog(pool))
+    assert await follower.step() >= 1
+    await node.client.server.app[SERVICE].catalog.refresh()
+    edge = {"Authorization": f"Bearer {EDGE_SECRET}"}
+    offers = await (
+        await node.client.get("/v1/lcr", params={"number": "12125551234"}, headers=edge)
+    ).json()
+    assert "0.0011" in json.dumps(offers), offers
+
+
+async def test_a_deck_upload_is_refused_before_anything_is_written(
+    node: Admin, admin_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Another org's carrier: 404; not CSV: 415; a bad flag: 400; over the size cap: 413."""
+    alpha = demo_id("org:alpha")
+    _, acme_key = await make_key(pool, org=ACME)
+    deck = "prefix,rate,effective_date\n1,0.01,2025-01-01\n"
+    assert (await upload(node, alpha, deck, key=acme_key))[0] == 404
+    status, body = await upload(node, alpha, deck, replace="yes")
+    assert status == 400 and body["error"]["field"] == "replace"
+    resp = await node.client.put(
+        f"/v1/admin/carriers/{alpha}/rates",
+        json={"rows": []},
+        headers={"Authorization": f"Bearer {node.secret}"},
+    )
+    assert resp.status == 415
+    small = TestClient(TestServer(create_app(replace(admin_settings, max_deck_bytes=1024))))
+    await small.start_server()
+    try:
+        status, body = await upload(
+            Admin(small, node.secret), alpha, deck + "1,0.01,2025-01-01\n" * 100
+        )
+        assert status == 413, body
+    finally:
+        await small.close()

@@ -132,6 +132,7 @@ SDP = (
         (SDP, ("PCMA", "PCMU", "G729", "telephone-event")),
         ("m=audio 1 RTP/AVP 96\na=rtpmap:96 opus/48000/2\n", ("opus",)),
         ("m=audio 1 RTP/AVP 0 97\n", ("PCMU", "97")),
+        ("m=audio 1 RTP/AVP 0 \u00b2\n", ("PCMU",)),  # not an ASCII payload type: skipped
         ("m=video 1 RTP/AVP 96\na=rtpmap:96 VP8/90000\n", ()),
         ("v=0\n", ()),
     ],

@@ -47,6 +47,9 @@ def test_values_are_parsed_by_type() -> None:
         ({"SIPDATA_GENERATION_GRACE_S": "0"}, "SIPDATA_GENERATION_GRACE_S"),
         ({"SIPDATA_WORKERS": "-1"}, "SIPDATA_WORKERS"),
         ({"SIPDATA_MAX_INFLIGHT_DECISIONS": "0"}, "SIPDATA_MAX_INFLIGHT_DECISIONS"),
+        # a superscript two is a digit to str.isdigit(), not to int()
+        ({"SIPDATA_REDIS_SENTINELS": "127.0.0.1:\u00b2"}, "SIPDATA_REDIS_SENTINELS"),
+        ({"SIPDATA_HTTP_PORT": "\u00b2"}, "SIPDATA_HTTP_PORT"),
     ],
 )
 def test_bad_value_stops_with_the_variable_named(env: dict[str, str], name: str) -> None:
