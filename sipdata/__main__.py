@@ -26,6 +26,8 @@ from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.decide import digest
 from sipdata.errors import ConfigError, ImportFileError, SipdataError, WarmFailed
+from sipdata.http.upload import add_parser as add_upload_parser
+from sipdata.http.upload import cmd_upload_rates
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer
 from sipdata.keys_cli import add_parser as add_api_key_parser
@@ -331,6 +333,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--realm")
     h.add_argument("--password", help="(default: prompt)")
     add_api_key_parser(sub)
+    add_upload_parser(sub)
     return p
 
 
@@ -358,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(settings, args)
         if args.command == "hash-password":
             return cmd_hash_password(settings, args)
+        if args.command == "upload-rates":
+            return cmd_upload_rates(args)
         return asyncio.run(ASYNC_COMMANDS[args.command](settings, args))
     except ImportFileError as exc:
         where = f" field {exc.field}:" if exc.field else ""

@@ -18,7 +18,17 @@ from sipdata.errors import InputError
 
 KEY_FORMAT = re.compile(r"sdk_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
 # What an admin key may touch; `audit` is read-only.
-RESOURCES = ("organizations", "trunks", "acl", "numbers", "rules", "rates", "api_keys", "audit")
+RESOURCES = (
+    "organizations",
+    "trunks",
+    "acl",
+    "numbers",
+    "rules",
+    "rates",
+    "users",
+    "api_keys",
+    "audit",
+)
 VERBS = ("read", "write")
 ALL = "*"
 

@@ -110,6 +110,10 @@ ADMIN_OPERATIONS: list[tuple[str, str, str, str, str | None, tuple[str, ...]]] =
     ("POST", "/v1/admin/numbers", "add a phone number", "Number", "NumberInput", ()),
     ("GET", "/v1/admin/numbers/{id}", "read a phone number", "Number", None, ()),
     ("PATCH", "/v1/admin/numbers/{id}", "update a phone number", "Number", "NumberInput", ()),
+    ("GET", "/v1/admin/users", "list users", "User", None, ("org_id", "role", "status", "email")),
+    ("POST", "/v1/admin/users", "create a user", "User", "UserInput", ()),
+    ("GET", "/v1/admin/users/{id}", "read a user", "User", None, ()),
+    ("PATCH", "/v1/admin/users/{id}", "update a user", "User", "UserInput", ()),
     (
         "PUT",
         "/v1/admin/carriers/{id}/rates",

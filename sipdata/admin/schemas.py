@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipdata.admin import routing, validate
+from sipdata.admin import routing, users, validate
 from sipdata.decide import rules
 
 UUID = {"type": "string", "format": "uuid"}
@@ -251,6 +251,37 @@ SCHEMAS: dict[str, Any] = {
             "rows": {"type": "integer"},
             "removed": {"type": "integer"},
             "replace": {"type": "boolean"},
+        },
+    },
+    "User": {
+        "type": "object",
+        "required": ["id", "org_id", "email", "username"],
+        "properties": {
+            "id": UUID,
+            "org_id": UUID,
+            "email": {"type": "string"},
+            "username": {"type": "string"},
+            "role": nullable("string"),
+            "status": nullable("string"),
+            "mfa_enabled": nullable("boolean"),
+            "last_login": TIME,
+            "metadata": nullable("object"),
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
+    },
+    "UserInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "On create: email, username and password (stored as scrypt only).",
+        "properties": {
+            "org_id": UUID,
+            "email": {"type": "string", "maxLength": 255},
+            "username": {"type": "string", "pattern": validate.USERNAME.pattern},
+            "password": {"type": "string", "minLength": 12, "maxLength": 256, "writeOnly": True},
+            "role": {"enum": list(users.ROLES)},
+            "status": {"enum": list(validate.STATUSES)},
+            "metadata": OBJECT,
         },
     },
 }

@@ -64,6 +64,24 @@ def integer(body: Body, name: str, low: int, high: int) -> int | None:
     return value
 
 
+def user_name(body: Body, *, required: bool) -> str | None:
+    """A SIP or login username: it travels in headers and hashes, so a narrow alphabet."""
+    name = text(body, "username", required=required, limit=100)
+    if name is not None and not USERNAME.fullmatch(name):
+        raise InputError(
+            "must start with a letter or digit and hold only letters, digits and . _ + -",
+            field="username",
+        )
+    return name
+
+
+def secret(body: Body, *, required: bool, limit: int) -> str | None:
+    password = text(body, "password", required=required, limit=limit)
+    if password is not None and len(password) < 12:
+        raise InputError("must be at least 12 characters", field="password")
+    return password
+
+
 def uuid_text(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise InputError("must be a UUID string", field=field)
@@ -130,15 +148,8 @@ class TrunkInput:
 
 def trunk(body: Body, *, create: bool) -> TrunkInput:
     only_fields(body, TRUNK_FIELDS if create else TRUNK_FIELDS[1:])
-    username = text(body, "username", required=create, limit=100)
-    if username is not None and not USERNAME.fullmatch(username):
-        raise InputError(
-            "must start with a letter or digit and hold only letters, digits and . _ + -",
-            field="username",
-        )
-    password = text(body, "password", required=False, limit=128)
-    if password is not None and len(password) < 12:
-        raise InputError("must be at least 12 characters", field="password")
+    username = user_name(body, required=create)
+    password = secret(body, required=False, limit=128)
     auth_type = choice(body, "auth_type", AUTH_TYPES)
     if create and (auth_type or "digest") == "digest" and password is None:
         raise InputError("a digest trunk needs a password", field="password")

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from sipdata.db.pool import Conn, in_transaction, translated
-from sipdata.errors import Conflict, NotFound, PreconditionFailed, StoreRejected
+from sipdata.errors import Conflict, InputError, NotFound, PreconditionFailed, StoreRejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +105,16 @@ API_KEYS = Resource(
     "k.expires_at, k.status, k.revoked_at, k.last_used, k.created_at FROM api_keys k",
     "k.org_id",
     ("org_id", "status"),
+)
+# Never password_hash nor mfa_secret.
+USERS = Resource(
+    "users",
+    "users",
+    "u",
+    "SELECT u.id, u.org_id, u.email, u.username, u.role, u.status, u.mfa_enabled, "
+    "u.last_login, u.metadata, u.created_at, u.updated_at FROM users u",
+    "u.org_id",
+    ("org_id", "role", "status", "email"),
 )
 # A carrier's deck, as one thing the audit trail names (uploads: http/admin.py).
 RATES = Resource(
@@ -287,3 +297,68 @@ def _plain(row: dict[str, Any] | None) -> Any:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# -- statements of the admin service's transactions ----------------------------------
+# The ACL's address is text in, inet in the table.
+_CASTS = {"ip_address": "inet"}
+
+
+async def insert(conn: Conn, table: str, values: dict[str, Any]) -> None:
+    names = list(values)
+    marks = [f"${i}" + (f"::{_CASTS[n]}" if n in _CASTS else "") for i, n in enumerate(names, 1)]
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)})",
+        *values.values(),
+    )
+
+
+async def set_columns(conn: Conn, table: str, row_id: str, columns: dict[str, Any]) -> None:
+    sets = [f"{column} = ${i}" for i, column in enumerate(columns, 2)]
+    await conn.execute(
+        f"UPDATE {table} SET {', '.join(sets)}, updated_at = now() WHERE id = $1::uuid",
+        row_id,
+        *columns.values(),
+    )
+
+
+async def delete_row(conn: Conn, table: str, row_id: str) -> None:
+    await conn.execute(f"DELETE FROM {table} WHERE id = $1::uuid", row_id)
+
+
+async def delete_trunk(conn: Conn, trunk_id: str) -> None:
+    """The trunk with its ACL rows and its registration, which belong to it; anything
+    else that names it (numbers, another trunk's failover) makes the delete a 409."""
+    await conn.execute("DELETE FROM trunk_acl WHERE trunk_id = $1::uuid", trunk_id)
+    await conn.execute("DELETE FROM trunk_registrations WHERE trunk_id = $1::uuid", trunk_id)
+    await delete_row(conn, "sip_trunks", trunk_id)
+
+
+async def revoke_key(conn: Conn, key_id: str) -> None:
+    await conn.execute(
+        "UPDATE api_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()) "
+        "WHERE id = $1::uuid",
+        key_id,
+    )
+
+
+async def other_tenants_net(conn: Conn, org: str, network: str) -> str | None:
+    """A network of another org that overlaps `network`, after taking the lock that
+    serialises ACL writes (two orgs adding overlapping networks at once must not both
+    pass this check)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sipdata_admin_acl'))")
+    found = await conn.fetchval(OTHER_TENANTS_NET, org, network)
+    return str(found) if found is not None else None
+
+
+async def org_exists(conn: Conn, org: str) -> None:
+    if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1::uuid", org):
+        raise InputError("names no organization", field="org_id")
+
+
+async def trunk_of(conn: Conn, trunk_id: Any, org: Any, field: str) -> None:
+    """A trunk named by a row must be one of the row's org: a rule or number of one
+    tenant never sends calls to another's trunk."""
+    owner = await conn.fetchval("SELECT org_id FROM sip_trunks WHERE id = $1::uuid", str(trunk_id))
+    if owner is None or org is None or str(owner) != str(org):
+        raise InputError("names no trunk of this organization", field=field)

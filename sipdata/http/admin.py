@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sipdata.admin import keys, routing, validate
+from sipdata.admin import keys, routing, users, validate
 from sipdata.errors import (
     Forbidden,
     InputError,
@@ -226,6 +226,30 @@ async def number_update(request: web.Request) -> web.Response:
     return _one(await request.app[ADMIN].update_number(who, row_id, match, columns))
 
 
+async def users_list(request: web.Request) -> web.Response:
+    return await _list(request, "users")
+
+
+async def user_get(request: web.Request) -> web.Response:
+    return await _get(request, "users")
+
+
+async def user_create(request: web.Request) -> web.Response:
+    principal = need(request, "users", "write")
+    columns, password = users.user_changes(await _body(request), create=True)
+    columns["org_id"] = _own_org(principal, columns.get("org_id"), required=True)
+    assert password is not None
+    row = await request.app[ADMIN].create_user(actor(request, principal), columns, password)
+    return _one(row, 201)
+
+
+async def user_update(request: web.Request) -> web.Response:
+    principal = need(request, "users", "write")
+    columns, password = users.user_changes(await _body(request), create=False)
+    who, row_id, match = actor(request, principal), _id(request), _if_match(request)
+    return _one(await request.app[ADMIN].update_user(who, row_id, match, columns, password))
+
+
 async def rates_upload(request: web.Request) -> web.Response:
     """PUT a carrier's deck as CSV (import-rates' format, docs/operations.md): spooled to
     a temporary file as it arrives (memory stays flat), then imported all or nothing."""
@@ -307,6 +331,10 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/admin/numbers", number_create),
     ("GET", "/v1/admin/numbers/{id}", number_get),
     ("PATCH", "/v1/admin/numbers/{id}", number_update),
+    ("GET", "/v1/admin/users", users_list),
+    ("POST", "/v1/admin/users", user_create),
+    ("GET", "/v1/admin/users/{id}", user_get),
+    ("PATCH", "/v1/admin/users/{id}", user_update),
     ("PUT", "/v1/admin/carriers/{id}/rates", rates_upload),
     ("GET", "/v1/admin/api_keys", keys_list),
     ("POST", "/v1/admin/api_keys", key_create),

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from sipdata.admin import keys, routing, validate
+from sipdata.admin import keys, routing, users, validate
 from sipdata.cache import keys as redis_keys
 from sipdata.cache.apikeys import ApiKeyCache
 from sipdata.db import admin as db
@@ -31,7 +31,6 @@ from sipdata.errors import (
     CacheUnavailable,
     Conflict,
     ImportFileError,
-    InputError,
     NotFound,
     RateLimited,
     Unauthorized,
@@ -43,14 +42,17 @@ Row = dict[str, Any]
 Check = Callable[[Conn], Awaitable[None]]
 RESOURCES = {
     r.name: r
-    for r in (db.ORGANIZATIONS, db.TRUNKS, db.ACL, db.RULES, db.NUMBERS, db.API_KEYS, db.AUDIT)
+    for r in (
+        db.ORGANIZATIONS,
+        db.TRUNKS,
+        db.ACL,
+        db.RULES,
+        db.NUMBERS,
+        db.USERS,
+        db.API_KEYS,
+        db.AUDIT,
+    )
 }
-# A trunk's ACL rows and its registration belong to it; anything else that names it
-# (numbers, another trunk's failover) makes its delete a 409.
-TRUNK_PARTS = (
-    "DELETE FROM trunk_acl WHERE trunk_id = $1::uuid",
-    "DELETE FROM trunk_registrations WHERE trunk_id = $1::uuid",
-)
 
 
 def _epoch(value: dt.datetime | None) -> float | None:
@@ -150,7 +152,7 @@ class AdminService:
             if check is not None:
                 await check(conn)
             row_id = db.new_id()
-            await _insert(conn, table, {"id": row_id, **values})
+            await db.insert(conn, table, {"id": row_id, **values})
             return row_id, None, await self.store.get(res, row_id, None, conn)
 
         row = await self.store.change(res, who, "create", work)
@@ -163,20 +165,26 @@ class AdminService:
     async def create_trunk(self, who: Actor, given: validate.TrunkInput, org: str) -> Row:
         columns = self._trunk_columns(given, given.columns["username"])
         return await self.create(
-            "trunks", who, "sip_trunks", {**columns, "org_id": org}, lambda c: _org_exists(c, org)
+            "trunks", who, "sip_trunks", {**columns, "org_id": org}, lambda c: db.org_exists(c, org)
         )
 
-    async def update(self, name: str, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
+    async def update(
+        self,
+        name: str,
+        who: Actor,
+        row_id: str,
+        if_match: str,
+        columns: Row,
+        *,
+        check: Check | None = None,
+    ) -> Row:
         res = RESOURCES[name]
 
         async def work(conn: Conn) -> tuple[str, Row, Row]:
             before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
-            sets = [f"{column} = ${i}" for i, column in enumerate(columns, 2)]
-            await conn.execute(
-                f"UPDATE {res.table} SET {', '.join(sets)}, updated_at = now() WHERE id = $1::uuid",
-                row_id,
-                *columns.values(),
-            )
+            if check is not None:
+                await check(conn)
+            await db.set_columns(conn, res.table, row_id, columns)
             return row_id, before, await self.store.get(res, row_id, None, conn)
 
         row = await self.store.change(res, who, "update", work)
@@ -202,9 +210,7 @@ class AdminService:
     async def delete_trunk(self, who: Actor, row_id: str, if_match: str) -> None:
         async def work(conn: Conn) -> tuple[str, Row, None]:
             before = await self.store.lock(conn, db.TRUNKS, row_id, who.org_id, if_match)
-            for sql in TRUNK_PARTS:
-                await conn.execute(sql, row_id)
-            await conn.execute("DELETE FROM sip_trunks WHERE id = $1::uuid", row_id)
+            await db.delete_trunk(conn, row_id)
             return row_id, before, None
 
         await self.store.change(db.TRUNKS, who, "delete", work)
@@ -214,11 +220,10 @@ class AdminService:
             trunk = await self.store.get(db.TRUNKS, trunk_id, who.org_id, conn)
             # Serialised: two orgs adding overlapping networks at once must not both
             # pass the overlap check.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sipdata_admin_acl'))")
-            other = await conn.fetchrow(db.OTHER_TENANTS_NET, str(trunk["org_id"]), given.network)
+            other = await db.other_tenants_net(conn, str(trunk["org_id"]), given.network)
             if other is not None:
                 raise Conflict(
-                    f"{given.network} overlaps {other['net']}, which another organization's "
+                    f"{given.network} overlaps {other}, which another organization's "
                     "trunk holds: a source must identify one tenant"
                 )
 
@@ -235,7 +240,7 @@ class AdminService:
             before = await self.store.get(db.ACL, acl_id, who.org_id, conn)
             if str(before["trunk_id"]) != trunk_id:
                 raise NotFound("no such acl row", field="id")
-            await conn.execute("DELETE FROM trunk_acl WHERE id = $1::uuid", acl_id)
+            await db.delete_row(conn, "trunk_acl", acl_id)
             return acl_id, before, None
 
         await self.store.change(db.ACL, who, "delete", work)
@@ -246,25 +251,16 @@ class AdminService:
         return await self.create("rules", who, "routing_rules", row, lambda c: _rule_refs(c, row))
 
     async def update_rule(self, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
-        current = await self.store.get(db.RULES, row_id, who.org_id)
-        merged = {**current, **columns}
+        merged = {**await self.store.get(db.RULES, row_id, who.org_id), **columns}
         routing.compiled(merged)  # the whole rule as it would be, not just the change
-        res = db.RULES
-
-        async def work(conn: Conn) -> tuple[str, Row, Row]:
-            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
-            await _rule_refs(conn, merged)
-            await _set(conn, res.table, row_id, columns)
-            return row_id, before, await self.store.get(res, row_id, None, conn)
-
-        row = await self.store.change(res, who, "update", work)
-        assert row is not None
-        return row
+        return await self.update(
+            "rules", who, row_id, if_match, columns, check=lambda c: _rule_refs(c, merged)
+        )
 
     async def delete_rule(self, who: Actor, row_id: str, if_match: str) -> None:
         async def work(conn: Conn) -> tuple[str, Row, None]:
             before = await self.store.lock(conn, db.RULES, row_id, who.org_id, if_match)
-            await conn.execute("DELETE FROM routing_rules WHERE id = $1::uuid", row_id)
+            await db.delete_row(conn, "routing_rules", row_id)
             return row_id, before, None
 
         await self.store.change(db.RULES, who, "delete", work)
@@ -275,19 +271,26 @@ class AdminService:
         )
 
     async def update_number(self, who: Actor, row_id: str, if_match: str, columns: Row) -> Row:
-        current = await self.store.get(db.NUMBERS, row_id, who.org_id)
-        merged = {**current, **columns}
-        res = db.NUMBERS
+        merged = {**await self.store.get(db.NUMBERS, row_id, who.org_id), **columns}
+        return await self.update(
+            "numbers", who, row_id, if_match, columns, check=lambda c: _number_refs(c, merged)
+        )
 
-        async def work(conn: Conn) -> tuple[str, Row, Row]:
-            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
-            await _number_refs(conn, merged)
-            await _set(conn, res.table, row_id, columns)
-            return row_id, before, await self.store.get(res, row_id, None, conn)
+    async def create_user(self, who: Actor, columns: Row, password: str) -> Row:
+        hashed = await asyncio.to_thread(users.hash_password, password)  # CPU: off the loop
+        org = str(columns["org_id"])
+        values = {**columns, "password_hash": hashed}
+        return await self.create("users", who, "users", values, lambda c: db.org_exists(c, org))
 
-        row = await self.store.change(res, who, "update", work)
-        assert row is not None
-        return row
+    async def update_user(
+        self, who: Actor, row_id: str, if_match: str, columns: Row, password: str | None
+    ) -> Row:
+        if password is not None:
+            columns = {
+                **columns,
+                "password_hash": await asyncio.to_thread(users.hash_password, password),
+            }
+        return await self.update("users", who, row_id, if_match, columns)
 
     async def import_rates(self, who: Actor, carrier_id: str, path: Path, *, replace: bool) -> Row:
         """A deck file (an upload spooled to disk) imported as `import-rates` imports it:
@@ -327,17 +330,13 @@ class AdminService:
             "rate_limit": given.rate_limit,
             "expires_at": given.expires_at,
         }
-        check = (lambda c: _org_exists(c, org)) if org is not None else None
+        check = (lambda c: db.org_exists(c, org)) if org is not None else None
         return await self.create("api_keys", who, "api_keys", values, check), made.secret
 
     async def revoke_key(self, who: Actor, row_id: str) -> Row:
         async def work(conn: Conn) -> tuple[str, Row, Row]:
             before = await self.store.get(db.API_KEYS, row_id, who.org_id, conn)
-            await conn.execute(
-                "UPDATE api_keys SET status = 'revoked', "
-                "revoked_at = COALESCE(revoked_at, now()) WHERE id = $1::uuid",
-                row_id,
-            )
+            await db.revoke_key(conn, row_id)
             return row_id, before, await self.store.get(db.API_KEYS, row_id, None, conn)
 
         row = await self.store.change(db.API_KEYS, who, "revoke", work)
@@ -357,51 +356,16 @@ def deck_rows(fh: TextIO) -> Iterator[ratedeck.DeckRow]:
         raise ImportFileError(f"not UTF-8 text ({exc.reason})", line=1) from None
 
 
-async def _org_exists(conn: Conn, org: str) -> None:
-    if not await conn.fetchval("SELECT 1 FROM organizations WHERE id = $1::uuid", org):
-        raise InputError("names no organization", field="org_id")
-
-
-async def _set(conn: Conn, table: str, row_id: str, columns: Row) -> None:
-    sets = [f"{column} = ${i}" for i, column in enumerate(columns, 2)]
-    await conn.execute(
-        f"UPDATE {table} SET {', '.join(sets)}, updated_at = now() WHERE id = $1::uuid",
-        row_id,
-        *columns.values(),
-    )
-
-
-async def _trunk_of(conn: Conn, trunk_id: Any, org: Any, field: str) -> None:
-    """A trunk named by a row must be one of the row's org: a rule or number of one
-    tenant never sends calls to another's trunk."""
-    owner = await conn.fetchval("SELECT org_id FROM sip_trunks WHERE id = $1::uuid", str(trunk_id))
-    if owner is None or org is None or str(owner) != str(org):
-        raise InputError("names no trunk of this organization", field=field)
-
-
 async def _rule_refs(conn: Conn, row: Row) -> None:
-    await _org_exists(conn, str(row["org_id"]))
+    await db.org_exists(conn, str(row["org_id"]))
     if row.get("trunk_id"):
-        await _trunk_of(conn, row["trunk_id"], row["org_id"], "trunk_id")
+        await db.trunk_of(conn, row["trunk_id"], row["org_id"], "trunk_id")
     if row.get("action") == "trunk":
-        await _trunk_of(conn, row["destination"], row["org_id"], "destination")
+        await db.trunk_of(conn, row["destination"], row["org_id"], "destination")
 
 
 async def _number_refs(conn: Conn, row: Row) -> None:
     if row.get("org_id") is not None:
-        await _org_exists(conn, str(row["org_id"]))
+        await db.org_exists(conn, str(row["org_id"]))
     if row.get("trunk_id"):
-        await _trunk_of(conn, row["trunk_id"], row.get("org_id"), "trunk_id")
-
-
-# The ACL's address is text in, inet in the table.
-_CASTS = {"ip_address": "inet"}
-
-
-async def _insert(conn: Conn, table: str, values: Row) -> None:
-    names = list(values)
-    marks = [f"${i}" + (f"::{_CASTS[n]}" if n in _CASTS else "") for i, n in enumerate(names, 1)]
-    await conn.execute(
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)})",
-        *values.values(),
-    )
+        await db.trunk_of(conn, row["trunk_id"], row.get("org_id"), "trunk_id")

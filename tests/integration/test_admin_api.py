@@ -4,10 +4,12 @@ decisions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,8 +34,9 @@ from sipdata.serving.admin import AdminService
 from sipdata.settings import Settings
 
 from .calls import eventually
-from .conftest import warmer
+from .conftest import free_port, warmer
 from .test_cli import run
+from .test_serve import listening, start_serve
 
 pytestmark = pytest.mark.usefixtures("warm")
 
@@ -378,10 +381,26 @@ async def test_every_route_is_documented_and_every_documented_route_exists(node:
 async def test_no_answer_log_or_metric_carries_a_secret(
     node: Admin, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """After trunks with passwords and keys are made, read and audited, neither the
-    answers, the audit trail, /metrics nor the log holds a password, an HA1 or a key."""
+    """After trunks and users with passwords, and keys, are made, changed, read and
+    audited, neither the answers, the audit trail, /metrics nor the log holds a
+    password, an HA1, a password hash or a key."""
     texts: list[str] = []
     trunk = await new_trunk(node)
+    user_password = "user-password-never-shown"
+    status, user, _ = await node.call(
+        "POST",
+        "/v1/admin/users",
+        {"org_id": ACME, "email": "s@acme.example", "username": "s", "password": user_password},
+    )
+    assert status == 201
+    _, _, headers = await node.call("GET", f"/v1/admin/trunks/{trunk['id']}")
+    status, _, _ = await node.call(
+        "PATCH",
+        f"/v1/admin/trunks/{trunk['id']}",
+        {"password": PASSWORD + "-2"},
+        **{"If-Match": headers["ETag"]},
+    )
+    assert status == 200
     _, made, _ = await node.call(
         "POST", "/v1/admin/api_keys", {"name": "k", "scopes": ["trunks:read"]}
     )
@@ -390,6 +409,7 @@ async def test_no_answer_log_or_metric_carries_a_secret(
         "/v1/admin/trunks?limit=500",
         f"/v1/admin/trunks/{trunk['id']}",
         "/v1/admin/api_keys?limit=500",
+        "/v1/admin/users?limit=500",
         "/v1/admin/audit?limit=500",
     ]:
         texts.append(json.dumps((await node.call("GET", path))[1]))
@@ -401,8 +421,11 @@ async def test_no_answer_log_or_metric_carries_a_secret(
     )
     texts.append("".join(capsys.readouterr()))
     ha1s = await pool.fetchval("SELECT password_hash FROM sip_trunks WHERE id = $1", trunk["id"])
+    user_hash = await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"])
     secrets_ = [
         PASSWORD,
+        user_password,
+        user_hash.split("$")[-1],
         ha1s.split("$")[1],
         ha1s.split("$")[2],
         key_secret,
@@ -628,3 +651,108 @@ async def test_a_deck_upload_is_refused_before_anything_is_written(
         assert status == 413, body
     finally:
         await small.close()
+
+
+async def test_users_keep_only_a_scrypt_hash_and_stay_in_their_org(
+    node: Admin, pool: asyncpg.Pool
+) -> None:
+    """A user's password is stored as scrypt and never returned; a taken email is 409;
+    another org's key cannot read the user, and no user moves to another org."""
+    from sipdata.admin import users
+
+    body = {"org_id": ACME, "email": "Ops@Acme.example", "username": "ops", "password": PASSWORD}
+    status, user, _ = await node.call("POST", "/v1/admin/users", body)
+    assert status == 201 and user["email"] == "ops@acme.example", user
+    assert "password" not in json.dumps(user) and "mfa_secret" not in user
+    stored = await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"])
+    assert users.password_matches(PASSWORD, stored) and PASSWORD not in stored
+    status, _, _ = await node.call("POST", "/v1/admin/users", {**body, "username": "ops2"})
+    assert status == 409
+    _, globex_key = await make_key(pool, org=GLOBEX)
+    status, _, _ = await node.call("GET", f"/v1/admin/users/{user['id']}", key=globex_key)
+    assert status == 404
+    _, acme_key = await make_key(pool, org=ACME)
+    _, _, headers = await node.call("GET", f"/v1/admin/users/{user['id']}", key=acme_key)
+    status, _, _ = await node.call(
+        "PATCH",
+        f"/v1/admin/users/{user['id']}",
+        {"org_id": GLOBEX},
+        key=acme_key,
+        **{"If-Match": headers["ETag"]},
+    )
+    assert status == 400  # a user, like a trunk, never moves to another org
+    status, changed, _ = await node.call(
+        "PATCH",
+        f"/v1/admin/users/{user['id']}",
+        {"password": "another-long-password", "role": "admin"},
+        key=acme_key,
+        **{"If-Match": headers["ETag"]},
+    )
+    assert status == 200 and changed["role"] == "admin", changed
+    stored = await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", user["id"])
+    assert users.password_matches("another-long-password", stored)
+
+
+async def test_an_org_suspended_through_the_api_refuses_its_next_call(
+    node: Admin, settings: Settings, cache: Cache, pool: asyncpg.Pool
+) -> None:
+    follower = Follower(warmer(settings, cache, pool), ChangeLog(pool))
+    _, _, headers = await node.call("GET", f"/v1/admin/organizations/{ACME}")
+    status, org, _ = await node.call(
+        "PATCH",
+        f"/v1/admin/organizations/{ACME}",
+        {"status": "suspended"},
+        **{"If-Match": headers["ETag"]},
+    )
+    assert status == 200 and org["status"] == "suspended"
+    assert await follower.step() >= 1
+    await node.client.server.app[SERVICE].catalog.refresh()
+    resp = await node.client.get(
+        "/v1/decide/invite",
+        params={"source_ip": "127.0.0.10", "to": "12125551234", "call_id": "s", "dry_run": "1"},
+        headers={"Authorization": f"Bearer {EDGE_SECRET}"},
+    )
+    assert (await resp.json())["code"] == 403
+
+
+async def test_upload_rates_sends_a_deck_with_its_progress_and_names_a_bad_line(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """`sipdata upload-rates` streams the file to a running `sipdata serve`, shows how
+    much went, prints the import's result; a bad line is named and the exit code is 1."""
+    _, secret = await make_key(pool, scopes=("rates:write",))
+    key_file = tmp_path / "key"
+    key_file.write_text(secret + "\n")
+    port = free_port()
+    proc = start_serve(settings, port, tmp_path / "serve.log")
+    try:
+        for _ in range(200):
+            if listening(port):
+                break
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            await asyncio.sleep(0.1)
+        deck = tmp_path / "deck.csv"
+        deck.write_text(
+            "prefix,rate,effective_date\n"
+            + "".join(f"{4900 + i},0.01,2025-01-01\n" for i in range(50))
+        )
+        args = [
+            "upload-rates",
+            str(deck),
+            "--carrier",
+            demo_id("org:alpha"),
+            "--key-file",
+            str(key_file),
+            "--url",
+            f"http://127.0.0.1:{port}",
+        ]
+        done = await asyncio.to_thread(run, settings, *args)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["rows"] == 50 and "uploaded" in done.stderr
+        deck.write_text("prefix,rate,effective_date\n1,0.01,2025-01-01\n44,cheap,2025-01-01\n")
+        bad = await asyncio.to_thread(run, settings, *args)
+        assert bad.returncode == 1 and "line 3" in bad.stderr and "(rate)" in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -208,3 +208,38 @@ def test_a_bound_key_is_usable_until_it_expires_or_is_revoked() -> None:
     assert key.usable(99.0) and not key.usable(100.0)
     assert not keys.Principal("k", None, ("*",), 10, None, False).usable(0.0)
     assert key.sees("org-a") and not key.sees("org-b") and not key.sees(None)
+
+
+def test_a_user_password_is_salted_scrypt_and_only_the_right_one_matches() -> None:
+    from sipdata.admin import users
+
+    one, two = (
+        users.hash_password("correct horse battery"),
+        users.hash_password("correct horse battery"),
+    )
+    assert one != two and one.startswith("scrypt$") and "correct" not in one
+    assert users.password_matches("correct horse battery", one)
+    assert not users.password_matches("correct horse batterY", one)
+    assert not users.password_matches("x", "not-a-hash")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "no-at-sign", "username": "u", "password": "p" * 12}, "email"),
+        ({"email": "a@b.example", "username": "bad name", "password": "p" * 12}, "username"),
+        ({"email": "a@b.example", "username": "u", "password": "short"}, "password"),
+        ({"email": "a@b.example", "username": "u", "password": "p" * 12, "role": "root"}, "role"),
+        (
+            {"email": "a@b.example", "username": "u", "password": "p" * 12, "mfa_secret": "x"},
+            "mfa_secret",
+        ),
+        ({"email": "a@b.example", "username": "u"}, "password"),
+    ],
+)
+def test_a_bad_user_body_names_the_field(body: dict[str, object], field: str) -> None:
+    from sipdata.admin import users
+
+    with pytest.raises(InputError) as raised:
+        users.user_changes(body, create=True)
+    assert raised.value.field == field
