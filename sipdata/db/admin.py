@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from sipdata.db.pool import Conn, in_transaction, translated
+from sipdata.db.pool import Conn, Isolation, in_transaction, translated
 from sipdata.errors import Conflict, InputError, NotFound, PreconditionFailed, StoreRejected
 
 
@@ -226,9 +226,13 @@ class AdminStore:
         actor: Actor,
         action: str,
         work: Callable[[Conn], Awaitable[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]],
+        *,
+        isolation: Isolation = "read_committed",
     ) -> dict[str, Any] | None:
         """Run `work` (returns id, before, after) and write its audit row, in one
-        transaction; a unique or foreign-key refusal becomes 409."""
+        transaction; a unique or foreign-key refusal becomes 409. A write whose check
+        reads other rows (an ACL overlap) runs serializable: of two that would together
+        break the check, one is retried (40001) and then sees the other."""
 
         async def unit(conn: Conn) -> dict[str, Any] | None:
             row_id, before, after = await work(conn)
@@ -236,7 +240,7 @@ class AdminStore:
             return after
 
         try:
-            return await in_transaction(self.pool, unit, isolation="read_committed")
+            return await in_transaction(self.pool, unit, isolation=isolation)
         except StoreRejected as exc:
             if exc.sqlstate in ("23505", "23503"):
                 raise Conflict(_conflict(exc.sqlstate, res.name)) from exc
@@ -343,10 +347,8 @@ async def revoke_key(conn: Conn, key_id: str) -> None:
 
 
 async def other_tenants_net(conn: Conn, org: str, network: str) -> str | None:
-    """A network of another org that overlaps `network`, after taking the lock that
-    serialises ACL writes (two orgs adding overlapping networks at once must not both
-    pass this check)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sipdata_admin_acl'))")
+    """A network of another org that overlaps `network`. Run it in a serializable
+    transaction (AdminStore.change): no advisory lock, which CockroachDB lacks."""
     found = await conn.fetchval(OTHER_TENANTS_NET, org, network)
     return str(found) if found is not None else None
 

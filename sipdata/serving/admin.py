@@ -25,7 +25,7 @@ from sipdata.db import admin as db
 from sipdata.db import decks
 from sipdata.db.admin import Actor, Page, etag
 from sipdata.db.decks import ImportResult
-from sipdata.db.pool import Conn
+from sipdata.db.pool import Conn, Isolation
 from sipdata.decide import digest, ratedeck
 from sipdata.errors import (
     CacheUnavailable,
@@ -124,8 +124,10 @@ class AdminService:
         if cached == redis_keys.NEGATIVE:
             return None
         if cached is not None:
-            doc = orjson.loads(cached)
-            return keys.Principal(**{**doc, "scopes": tuple(doc["scopes"])})
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                # Written by another release in a rolling upgrade: read the row instead.
+                doc = orjson.loads(cached)
+                return keys.Principal(**{**doc, "scopes": tuple(doc["scopes"])})
         row = await self.store.key_by_prefix(prefix)
         found = row is not None and keys.same_hash(token, row["key_hash"])
         principal = _principal(row) if found else None
@@ -144,7 +146,14 @@ class AdminService:
 
     # -- writes --------------------------------------------------------------------
     async def create(
-        self, name: str, who: Actor, table: str, values: Row, check: Check | None = None
+        self,
+        name: str,
+        who: Actor,
+        table: str,
+        values: Row,
+        check: Check | None = None,
+        *,
+        isolation: Isolation = "read_committed",
     ) -> Row:
         res = RESOURCES[name]
 
@@ -155,7 +164,7 @@ class AdminService:
             await db.insert(conn, table, {"id": row_id, **values})
             return row_id, None, await self.store.get(res, row_id, None, conn)
 
-        row = await self.store.change(res, who, "create", work)
+        row = await self.store.change(res, who, "create", work, isolation=isolation)
         assert row is not None
         return row
 
@@ -218,8 +227,8 @@ class AdminService:
     async def create_acl(self, who: Actor, trunk_id: str, given: validate.AclInput) -> Row:
         async def check(conn: Conn) -> None:
             trunk = await self.store.get(db.TRUNKS, trunk_id, who.org_id, conn)
-            # Serialised: two orgs adding overlapping networks at once must not both
-            # pass the overlap check.
+            # Serializable (below): two orgs adding overlapping networks at once must
+            # not both pass the overlap check.
             other = await db.other_tenants_net(conn, str(trunk["org_id"]), given.network)
             if other is not None:
                 raise Conflict(
@@ -233,7 +242,7 @@ class AdminService:
             "subnet_mask": given.prefixlen,
             "description": given.description,
         }
-        return await self.create("acl", who, "trunk_acl", values, check)
+        return await self.create("acl", who, "trunk_acl", values, check, isolation="serializable")
 
     async def delete_acl(self, who: Actor, trunk_id: str, acl_id: str) -> None:
         async def work(conn: Conn) -> tuple[str, Row, None]:

@@ -756,3 +756,20 @@ async def test_upload_rates_sends_a_deck_with_its_progress_and_names_a_bad_line(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_two_orgs_claiming_overlapping_networks_at_once_get_one_each_way(
+    node: Admin,
+) -> None:
+    """The overlap check and the insert are one serializable transaction: when two
+    orgs add overlapping networks at the same moment, one is made and the other is
+    refused, every time (never both, as a check-then-insert would let through)."""
+    acme = await new_trunk(node, auth_type="ip", password=None, username="acme-race")
+    globex = demo_id("trunk:globex-ip")
+    for i in range(12):
+        wide, narrow = f"203.0.113.{16 * i}/28", f"203.0.113.{16 * i + 8}/29"
+        answers = await asyncio.gather(
+            node.call("POST", f"/v1/admin/trunks/{acme['id']}/acl", {"ip": wide}),
+            node.call("POST", f"/v1/admin/trunks/{globex}/acl", {"ip": narrow}),
+        )
+        assert sorted(a[0] for a in answers) == [201, 409], answers
