@@ -141,9 +141,18 @@ def test_two_nodes_for_a_minute_do_each_job_once(healed: World) -> None:
     """Both nodes run every background job (follower, drainer, channel sync, sweeper)
     for a minute of calls at 20/s. A database change made meanwhile is applied once (the
     change log empties) and both nodes answer with it; every call has exactly one CDR;
-    the channel counts and the report stream come back to zero."""
+    the channel counts come back to where they were: this minute's calls leave no
+    channel behind. (Where they were: the Redis faults before this test can leave a
+    lease whose end report went to the database while Redis was away; it lapses on
+    its own TTL, and is counted until then. docs/operations.md, "Faults on a network".)"""
     pbx = "SELECT id FROM sip_trunks WHERE username = 'acme-pbx'"
     (row,) = healed.sql(pbx)
+
+    def in_use() -> dict[str, int]:
+        rows = healed.sql("SELECT id, channels_in_use FROM sip_trunks WHERE channels_in_use > 0")
+        return {str(r["id"]): int(r["channels_in_use"]) for r in rows}
+
+    before = in_use()
     with answering(healed, 1200):
         caller = healed.sipp(
             "uac_call",
@@ -168,11 +177,14 @@ def test_two_nodes_for_a_minute_do_each_job_once(healed: World) -> None:
         for node in ("a", "b"):
             answer = healed.api(node, "/v1/credentials?username=acme-pbx")
             assert answer["trunk"]["status"] == "suspended", (node, answer)
-        wait_up(
-            lambda: healed.sql("SELECT 1 FROM sip_trunks WHERE channels_in_use > 0") == [],
-            "channel counts back to zero",
-            timeout_s=30,
-        )
+        try:
+            wait_up(
+                lambda: all(n <= before.get(t, 0) for t, n in in_use().items()),
+                "channel counts back to where they were",
+                timeout_s=30,
+            )
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}: before {before}, now {in_use()}") from exc
         record("two nodes, one minute", result, cdrs_after_s=round(took, 1))
     finally:
         healed.sql("UPDATE sip_trunks SET status = 'active' WHERE id = $1", row["id"])
