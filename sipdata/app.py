@@ -18,7 +18,7 @@ from sipdata.db.pool import create_pool
 from sipdata.db.reads import Store
 from sipdata.db.writes import Records
 from sipdata.http import admin, events, handlers, openapi, ops
-from sipdata.http.admin_auth import ADMIN, admin_auth
+from sipdata.http.admin_auth import ADMIN
 from sipdata.http.middleware import make_middleware
 from sipdata.jobs.follow import Follower
 from sipdata.jobs.warmer import Warmer, load_in_child
@@ -49,7 +49,7 @@ async def _stop(task: asyncio.Task[Any]) -> None:
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
     metrics = metrics or Metrics()
     app = web.Application(
-        middlewares=[make_middleware(metrics, settings.api_token), admin_auth],
+        middlewares=[make_middleware(metrics, settings.api_token)],
         client_max_size=settings.max_batch_bytes,  # each endpoint enforces its own cap
     )
     app[handlers.MAX_BODY] = settings.max_body_bytes

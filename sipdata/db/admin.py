@@ -156,9 +156,10 @@ class Actor:
     user_agent: str | None
 
 
+@dataclass(frozen=True, slots=True)
 class Page:
-    def __init__(self, items: list[dict[str, Any]], cursor: str | None) -> None:
-        self.items, self.cursor = items, cursor
+    items: list[dict[str, Any]]
+    cursor: str | None  # the last id of this page, when there is a next one
 
 
 class AdminStore:
@@ -205,7 +206,7 @@ class AdminStore:
         args.append(limit + 1)
         sql = f"{res.select} WHERE {' AND '.join(where)} ORDER BY {res.alias}.id LIMIT ${len(args)}"
         async with translated(f"list {res.name}"), self.pool.acquire() as conn:
-            rows = [r for r in map(_public, await conn.fetch(sql, *args)) if r is not None]
+            rows = [dict(r.items()) for r in await conn.fetch(sql, *args)]
         more = len(rows) > limit
         rows = rows[:limit]
         return Page(rows, str(rows[-1]["id"]) if more and rows else None)
@@ -338,12 +339,14 @@ async def delete_trunk(conn: Conn, trunk_id: str) -> None:
     await delete_row(conn, "sip_trunks", trunk_id)
 
 
-async def revoke_key(conn: Conn, key_id: str) -> None:
-    await conn.execute(
+async def revoke_key(conn: Conn, key_id: str) -> str:
+    """Revoke the key; its hash, so the caller can drop it from the key cache."""
+    key_hash: str = await conn.fetchval(
         "UPDATE api_keys SET status = 'revoked', revoked_at = COALESCE(revoked_at, now()) "
-        "WHERE id = $1::uuid",
+        "WHERE id = $1::uuid RETURNING key_hash",
         key_id,
     )
+    return key_hash
 
 
 async def other_tenants_net(conn: Conn, org: str, network: str) -> str | None:

@@ -25,7 +25,7 @@ from sipdata.errors import (
     UnsupportedMediaType,
 )
 from sipdata.http import params
-from sipdata.http.admin_auth import ADMIN, actor, need
+from sipdata.http.admin_auth import ADMIN, actor, authenticated, need
 from sipdata.http.handlers import MAX_BODY
 from sipdata.http.responses import json_response
 from sipdata.serving.admin import RESOURCES, etag
@@ -129,8 +129,8 @@ async def trunk_update(request: web.Request) -> web.Response:
 
 async def trunk_delete(request: web.Request) -> web.Response:
     principal = need(request, "trunks", "write")
-    await request.app[ADMIN].delete_trunk(
-        actor(request, principal), _id(request), _if_match(request)
+    await request.app[ADMIN].delete(
+        "trunks", actor(request, principal), _id(request), _if_match(request)
     )
     return web.Response(status=204)
 
@@ -193,8 +193,8 @@ async def rule_update(request: web.Request) -> web.Response:
 
 async def rule_delete(request: web.Request) -> web.Response:
     principal = need(request, "rules", "write")
-    await request.app[ADMIN].delete_rule(
-        actor(request, principal), _id(request), _if_match(request)
+    await request.app[ADMIN].delete(
+        "rules", actor(request, principal), _id(request), _if_match(request)
     )
     return web.Response(status=204)
 
@@ -345,4 +345,4 @@ ROUTES: list[tuple[str, str, Any]] = [
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.route(method, path, handler) for method, path, handler in ROUTES]
+    return [web.route(method, path, authenticated(handler)) for method, path, handler in ROUTES]

@@ -36,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _authorised(request: web.Request, expected: bytes) -> bool:
     """Operational endpoints (/health, /ready, /metrics) stay open for probes; the admin
-    API takes API keys instead (http/admin_auth.py), never this secret."""
+    API takes API keys instead (http/admin_auth.authenticated), never this secret."""
     if not expected or not request.path.startswith("/v1/") or request.path.startswith(ADMIN):
         return True
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")

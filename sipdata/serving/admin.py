@@ -72,19 +72,6 @@ def _principal(row: Any) -> keys.Principal:
     )
 
 
-def _doc(p: keys.Principal) -> bytes:
-    return orjson.dumps(
-        {
-            "key_id": p.key_id,
-            "org_id": p.org_id,
-            "scopes": list(p.scopes),
-            "rate_limit": p.rate_limit,
-            "expires_at": p.expires_at,
-            "active": p.active,
-        }
-    )
-
-
 class AdminService:
     def __init__(self, store: db.AdminStore, cache: ApiKeyCache, realm: str) -> None:
         self.store, self.cache, self.realm = store, cache, realm
@@ -132,7 +119,10 @@ class AdminService:
         found = row is not None and keys.same_hash(token, row["key_hash"])
         principal = _principal(row) if found else None
         with contextlib.suppress(CacheUnavailable):
-            await self.cache.put(key_hash, _doc(principal) if principal else redis_keys.NEGATIVE)
+            # orjson writes the dataclass as its fields, read back above
+            await self.cache.put(
+                key_hash, orjson.dumps(principal) if principal else redis_keys.NEGATIVE
+            )
         return principal
 
     # -- reads ---------------------------------------------------------------------
@@ -216,13 +206,19 @@ class AdminService:
             columns["password_hash"] = digest.encode(username, self.realm, given.password)
         return columns
 
-    async def delete_trunk(self, who: Actor, row_id: str, if_match: str) -> None:
+    async def delete(self, name: str, who: Actor, row_id: str, if_match: str) -> None:
+        """Delete a trunk (with the rows that belong to it) or a rule, if still as read."""
+        res = RESOURCES[name]
+
         async def work(conn: Conn) -> tuple[str, Row, None]:
-            before = await self.store.lock(conn, db.TRUNKS, row_id, who.org_id, if_match)
-            await db.delete_trunk(conn, row_id)
+            before = await self.store.lock(conn, res, row_id, who.org_id, if_match)
+            if res is db.TRUNKS:
+                await db.delete_trunk(conn, row_id)
+            else:
+                await db.delete_row(conn, res.table, row_id)
             return row_id, before, None
 
-        await self.store.change(db.TRUNKS, who, "delete", work)
+        await self.store.change(res, who, "delete", work)
 
     async def create_acl(self, who: Actor, trunk_id: str, given: validate.AclInput) -> Row:
         async def check(conn: Conn) -> None:
@@ -266,14 +262,6 @@ class AdminService:
             "rules", who, row_id, if_match, columns, check=lambda c: _rule_refs(c, merged)
         )
 
-    async def delete_rule(self, who: Actor, row_id: str, if_match: str) -> None:
-        async def work(conn: Conn) -> tuple[str, Row, None]:
-            before = await self.store.lock(conn, db.RULES, row_id, who.org_id, if_match)
-            await db.delete_row(conn, "routing_rules", row_id)
-            return row_id, before, None
-
-        await self.store.change(db.RULES, who, "delete", work)
-
     async def create_number(self, who: Actor, columns: Row) -> Row:
         return await self.create(
             "numbers", who, "phone_numbers", columns, lambda c: _number_refs(c, columns)
@@ -303,9 +291,8 @@ class AdminService:
 
     async def import_rates(self, who: Actor, carrier_id: str, path: Path, *, replace: bool) -> Row:
         """A deck file (an upload spooled to disk) imported as `import-rates` imports it:
-        one transaction, all or nothing, a bad line named; its audit row inside."""
-        if who.org_id is not None and who.org_id != carrier_id:
-            raise NotFound("no such organizations row", field="id")
+        one transaction, all or nothing, a bad line named; its audit row inside. The
+        caller has checked the key may touch this carrier, before reading the upload."""
 
         async def audit(conn: Conn, result: ImportResult) -> None:
             summary = {
@@ -343,17 +330,17 @@ class AdminService:
         return await self.create("api_keys", who, "api_keys", values, check), made.secret
 
     async def revoke_key(self, who: Actor, row_id: str) -> Row:
+        revoked: list[str] = []
+
         async def work(conn: Conn) -> tuple[str, Row, Row]:
             before = await self.store.get(db.API_KEYS, row_id, who.org_id, conn)
-            await db.revoke_key(conn, row_id)
+            revoked.append(await db.revoke_key(conn, row_id))
             return row_id, before, await self.store.get(db.API_KEYS, row_id, None, conn)
 
         row = await self.store.change(db.API_KEYS, who, "revoke", work)
         assert row is not None
-        found = await self.store.key_by_prefix(str(row["key_prefix"]))
-        if found is not None:  # this node stops at once; the others within the TTL
-            with contextlib.suppress(CacheUnavailable):
-                await self.cache.forget(str(found["key_hash"]))
+        with contextlib.suppress(CacheUnavailable):  # this node at once; others within the TTL
+            await self.cache.forget(revoked[-1])
         return row
 
 

@@ -28,10 +28,10 @@ from .sentinel import SentinelSet, sentinel_set
 CALL = {"source_ip": "127.0.0.10", "to": "12125551234"}
 # A decision cut off by its deadline while redis-py asks a sentinel for the primary can
 # cancel redis-py's pool release half-way; that connection is then closed by the
-# garbage collector, with this warning, at whatever moment it runs (twice in 15 full
-# runs it ran inside a test of this module). Expected here, and only here: every
-# other module keeps ResourceWarning an error, and the fixture below collects these
-# before the next test starts.
+# garbage collector, with this warning, at whatever moment it runs (it ran inside a
+# test of this module in one CI run and in one of 15 clean-clone runs since).
+# Expected here, and only here: every other module keeps ResourceWarning an error,
+# and the fixture below collects these before the next test starts.
 pytestmark = pytest.mark.filterwarnings("ignore:unclosed Connection:ResourceWarning")
 
 
