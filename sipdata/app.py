@@ -21,6 +21,7 @@ from sipdata.http import admin, events, handlers, openapi, ops
 from sipdata.http.admin_auth import ADMIN
 from sipdata.http.middleware import make_middleware
 from sipdata.jobs.follow import Follower
+from sipdata.jobs.outcomes import Outcomes
 from sipdata.jobs.warmer import Warmer, load_in_child
 from sipdata.jobs.writeback import WriteBack
 from sipdata.metrics import Metrics
@@ -64,7 +65,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         app[handlers.SERVICE] = service
         app[ADMIN] = AdminService(AdminStore(pool), ApiKeyCache(redis), settings.realm)
         records = Records(pool, on_retry=metrics.db_retries.inc)
-        app[events.REPORTS] = Reports(settings, service, service.live, records, metrics)
+        app[events.REPORTS] = Reports(
+            settings, service, service.live, records, metrics, health=service.routing_health
+        )
         app[WARMER] = Warmer(settings, redis, service.store, metrics)
         app[FOLLOWER] = Follower(
             app[WARMER],
@@ -73,7 +76,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
             functools.partial(load_in_child, settings),
         )
         app[WRITEBACK] = WriteBack(
-            settings, redis, service.live, records, metrics, busy=service.under_load
+            settings,
+            redis,
+            service.live,
+            records,
+            metrics,
+            busy=service.under_load,
+            outcomes=Outcomes(service.routing_health, metrics),
         )
         checks: list[ReadyCheck] = []
         if settings.writeback_enabled:
@@ -93,6 +102,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         jobs: list[Coroutine[Any, Any, None]] = [
             service.catalog.run(settings.catalog_refresh_s),
             service.pressure.run(),
+            service.credit.refresh_loop(),
         ]
         if settings.warmer_enabled:
             jobs.append(app[FOLLOWER].run())

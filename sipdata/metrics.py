@@ -86,6 +86,31 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.credit = Counter(
+            "sipdata_credit_holds",
+            "Credit holds of controlled orgs' calls (ok, dup, funds, unknown)",
+            ["outcome"],
+            registry=r,
+        )
+        self.gateway_events = Counter(
+            "sipdata_gateway_events",
+            "Gateway breaker events from Kamailio (probe_up, probe_down, ok, fail)",
+            ["event"],
+            registry=r,
+        )
+        # Written by the drainer as it summarises reports (jobs/outcomes.py).
+        self.carrier_quality = Gauge(
+            "sipdata_carrier_quality",
+            "Carrier quality over the window (asr, acd_s, pdd_ms, failure_ratio, attempts)",
+            ["carrier_id", "prefix", "measure"],
+            registry=r,
+        )
+        self.gateway_state = Gauge(
+            "sipdata_gateway_open",
+            "1 while a gateway's breaker is open (0 half-open), as this node last saw it",
+            ["gateway"],
+            registry=r,
+        )
         self.drained = Counter(
             "sipdata_drained",
             "Queued reports written to the database, by stream and outcome",

@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from sipdata.decide.breaker import BreakerConfig
+from sipdata.decide.quality import QualityConfig
 from sipdata.errors import ConfigError
 
 T = TypeVar("T")
@@ -111,9 +113,37 @@ class Settings:
     # CDR rating: first billed block and the increment after it (6/6 by default).
     billing_minimum_s: int = 6
     billing_increment_s: int = 6
+    # Gateway health (docs/routing-health.md): carrier failures in a row (408,
+    # 5xx) that open a gateway's breaker, and how long it stays open before a
+    # call may try it again (sooner if Kamailio's OPTIONS probe sees it answer).
+    gateway_fail_threshold: int = 5
+    gateway_open_s: float = 30.0
+    # Carrier quality: the window summaries cover, the attempts below which a
+    # carrier is not judged, and the floors of the quality_floor strategy.
+    quality_window_s: int = 900
+    quality_min_calls: int = 20
+    quality_asr_floor: float = 0.3
+    quality_failure_ceiling: float = 0.5
+    # Credit control: how often balances are read from billing_accounts (a
+    # top-up counts within this), and how long past its maximum duration an
+    # unsettled call keeps its hold (its CDR settles it long before; this only
+    # frees a hold whose call was lost with its reports).
+    credit_refresh_s: float = 5.0
+    credit_hold_grace_s: float = 3600.0
     log_level: str = "info"
     log_format: str = "json"
     access_log: bool = False
+
+    def breaker_config(self) -> BreakerConfig:
+        return BreakerConfig(self.gateway_fail_threshold, int(self.gateway_open_s * 1000))
+
+    def quality_config(self) -> QualityConfig:
+        return QualityConfig(
+            window_s=self.quality_window_s,
+            min_calls=self.quality_min_calls,
+            asr_floor=self.quality_asr_floor,
+            failure_ceiling=self.quality_failure_ceiling,
+        )
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """SIPDATA_REDIS_SENTINELS as (host, port) pairs (empty: no Sentinel)."""
@@ -223,6 +253,18 @@ class Settings:
         _check(self.drain_stall_s > 0, "SIPDATA_DRAIN_STALL_S", "must be > 0")
         _check(self.billing_minimum_s >= 0, "SIPDATA_BILLING_MINIMUM_S", "must be >= 0")
         _check(self.billing_increment_s >= 1, "SIPDATA_BILLING_INCREMENT_S", "must be >= 1")
+        _check(self.gateway_fail_threshold >= 1, "SIPDATA_GATEWAY_FAIL_THRESHOLD", "must be >= 1")
+        _check(self.gateway_open_s > 0, "SIPDATA_GATEWAY_OPEN_S", "must be > 0")
+        _check(self.quality_window_s >= 60, "SIPDATA_QUALITY_WINDOW_S", "must be >= 60")
+        _check(self.quality_min_calls >= 1, "SIPDATA_QUALITY_MIN_CALLS", "must be >= 1")
+        _check(0 <= self.quality_asr_floor <= 1, "SIPDATA_QUALITY_ASR_FLOOR", "must be 0..1")
+        _check(
+            0 <= self.quality_failure_ceiling <= 1,
+            "SIPDATA_QUALITY_FAILURE_CEILING",
+            "must be 0..1",
+        )
+        _check(self.credit_refresh_s > 0, "SIPDATA_CREDIT_REFRESH_S", "must be > 0")
+        _check(self.credit_hold_grace_s > 0, "SIPDATA_CREDIT_HOLD_GRACE_S", "must be > 0")
         _check(
             self.log_level in {"debug", "info", "warning", "error"},
             "SIPDATA_LOG_LEVEL",

@@ -158,6 +158,8 @@ EDGE_OPERATIONS = [
     ("POST", "/v1/events/register", "a registration report"),
     ("POST", "/v1/events/call", "a call report"),
     ("POST", "/v1/events/calls", "a batch of call reports"),
+    ("POST", "/v1/events/gateway", "a carrier gateway went down or came back (keepalive)"),
+    ("GET", "/v1/gateways", "carrier gateways to probe, and their breakers"),
     ("GET", "/v1/registration", "a trunk's registration"),
 ]
 OPEN_OPERATIONS = [

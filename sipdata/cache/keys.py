@@ -185,3 +185,42 @@ def api_rate(key_id: str, window: int) -> str:
     """Seed key: requests of one API key in fixed window `window` (a count; TTL two
     windows, so a key that stops asking leaves nothing behind)."""
     return f"rate:api:{key_id}:{window}"
+
+
+# -- gateway health, quality, credit (docs/routing-health.md) -----------------
+# Every carrier gateway's breaker that is not plainly closed (scripts/
+# gateway_event.lua): field = "host:port", value = "state failures opened_ms".
+# One small hash, no TTL: every decision reads all of it in its round trip, so
+# a gateway judged down is left out by every node from the next decision on.
+GATEWAY_BREAKERS: Final = "gateways:breakers"
+
+
+def quality_bucket(carrier_id: str, prefix: str, bucket: int) -> str:
+    """One minute of a carrier's outcomes (prefix "*" = all its prefixes): a hash of
+    decide/quality.Tally's fields, kept QUALITY_BUCKET_TTL_S, past the longest window."""
+    return f"quality:{carrier_id}:{prefix}:{bucket}"
+
+
+QUALITY_BUCKET_TTL_S: Final = 3 * 3600
+# Summaries over the window, rewritten as reports arrive (jobs/quality.py):
+# field = carrier id (QUALITY_CARRIERS, read by decisions whose org routes by
+# quality) or "carrier|prefix" (QUALITY_PREFIXES, for /v1/lcr and /metrics).
+# Each value carries when it was made; one older than the window is ignored.
+QUALITY_CARRIERS: Final = "quality:carriers"
+QUALITY_PREFIXES: Final = "quality:prefixes"
+
+
+def credit_account(org_id: str) -> str:
+    """A credit-controlled org's account (scripts/credit*.lua): avail, reserved, version.
+    No TTL: the loader keeps it, and losing it only means loading it again."""
+    return f"credit:{org_id}"
+
+
+def credit_holds(org_id: str) -> str:
+    """Calls holding credit, scored with when each hold lapses (ms)."""
+    return f"credit:{org_id}:holds"
+
+
+def credit_held(org_id: str) -> str:
+    """Call-ID -> "amount max_s" of each hold."""
+    return f"credit:{org_id}:held"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -41,10 +41,16 @@ class TripResult:
     did_rt: bytes | None
     registrations: dict[str, bytes | None]
     admission: str | None  # None: not asked to admit
+    breakers: dict[str, bytes] = field(default_factory=dict)  # gateway -> packed breaker
+    quality: dict[str, bytes] = field(default_factory=dict)  # carrier -> summary JSON
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(flat_pairs: Sequence[bytes]) -> dict[str, bytes]:
+    return {_text(flat_pairs[i]): flat_pairs[i + 1] for i in range(0, len(flat_pairs), 2)}
 
 
 class OneTrip:
@@ -66,6 +72,7 @@ class OneTrip:
         did_readthrough: bool,
         registrations: Sequence[str],
         admit: tuple[Limits, str, Mapping[str, object]] | None,
+        quality: bool = False,
     ) -> TripResult:
         params: dict[str, object] = {
             "gen": str(gen),
@@ -74,6 +81,7 @@ class OneTrip:
             "numbers": list(numbers),
             "registrations": list(registrations),
             "registration_prefix": keys.REGISTRATION_PREFIX,
+            "quality": quality,
         }
         admit_keys = AdmitKeys(*(["-"] * len(AdmitKeys._fields)))
         if admit is not None:
@@ -86,6 +94,8 @@ class OneTrip:
             keys.gen_key(keys.KIND_DID, gen),
             keys.readthrough("did", number, self.cache.epoch),
             *admit_keys,
+            keys.GATEWAY_BREAKERS,
+            keys.QUALITY_CARRIERS,
         )
         async with self.cache.translated("decide", extra_s=self.slack()):
             out = await self.cache.pinned.script(
@@ -109,6 +119,8 @@ class OneTrip:
             did_rt=out[3],
             registrations=regs,
             admission=_text(out[5]) if admit is not None and out[5] else None,
+            breakers=_pairs(out[6]),
+            quality=_pairs(out[7]),
         )
 
     async def release(self, call_id: str) -> None:

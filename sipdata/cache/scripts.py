@@ -137,6 +137,8 @@ class DecideKeys(NamedTuple):
     channel_trunks: str
     leases_kept: str
     ended: str
+    breakers: str
+    quality: str
 
 
 class DecideArgv(NamedTuple):
@@ -257,6 +259,51 @@ class HsetPackedArgv(NamedTuple):
     ttl_s: int
 
 
+class GatewayEventKeys(NamedTuple):
+    breakers: str
+
+
+class GatewayEventArgv(NamedTuple):
+    now_ms: int
+    fail_threshold: int
+    open_ms: int
+
+
+class GatewayEventArgvEach(NamedTuple):
+    gateway: str
+    event: str
+
+
+class CreditKeys(NamedTuple):
+    account: str
+    holds: str
+    held: str
+
+
+class CreditArgv(NamedTuple):
+    call_id: str
+    now_ms: int
+    rate_micro: int
+    minimum_s: int
+    increment_s: int
+    cap_s: int
+    lapse_ms: int
+
+
+class CreditSettleArgvEach(NamedTuple):
+    call_id: str
+    cost_micro: int
+
+
+class CreditLoadKeys(NamedTuple):
+    account: str
+
+
+class CreditLoadArgv(NamedTuple):
+    avail_micro: int
+    settles: int
+
+
 class Empty(NamedTuple):
     pass
 
@@ -282,6 +329,10 @@ SHAPES: dict[str, Shape] = {
     "lease_docs": Shape(Empty, Empty, LeaseDocsKeysEach, LeaseDocsArgvEach),
     "call_events": Shape(CallEventsKeys, CallEventsArgv, CallEventsKeysEach, CallEventsArgvEach),
     "channel_counts": Shape(ChannelCountsKeys, ChannelCountsArgv),
+    "credit": Shape(CreditKeys, CreditArgv),
+    "credit_settle": Shape(CreditKeys, Empty, argv_each=CreditSettleArgvEach),
+    "credit_load": Shape(CreditLoadKeys, CreditLoadArgv),
+    "gateway_event": Shape(GatewayEventKeys, GatewayEventArgv, argv_each=GatewayEventArgvEach),
     "restore_channels": Shape(
         RestoreChannelsKeys, RestoreChannelsArgv, argv_each=RestoreChannelsArgvEach
     ),

@@ -14,7 +14,7 @@ from sipdata.db.pool import Conn, translated
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _resource(name: str) -> str:
@@ -28,6 +28,7 @@ UPGRADES = {
           ALTER TABLE trunk_registrations ADD COLUMN IF NOT EXISTS cseq BIGINT;""",
     3: _resource("changes.sql"),
     4: _resource("admin.sql"),
+    5: _resource("billing.sql"),
 }
 # Partitioned tables of the seed and their partition columns.
 PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages": "created_at"}
@@ -35,8 +36,9 @@ PARTITIONED = {"cdrs": "start_time", "usage_records": "period_start", "messages"
 
 def schema_sql() -> str:
     """The seed's tables, the change capture decisions follow (changes.sql), the
-    admin API's additions (admin.sql)."""
-    return "\n".join(_resource(n) for n in ("schema.sql", "changes.sql", "admin.sql"))
+    admin API's additions (admin.sql), credit control's (billing.sql)."""
+    names = ("schema.sql", "changes.sql", "admin.sql", "billing.sql")
+    return "\n".join(_resource(n) for n in names)
 
 
 @dataclass(frozen=True, slots=True)

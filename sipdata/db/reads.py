@@ -40,10 +40,16 @@ SELECT t.id::text AS id, t.org_id::text AS org_id, t.name, t.username, t.passwor
                      THEN (t.metadata->>'max_cps')::int END,
                 CASE WHEN s.rate_limits->>'calls_per_second' ~ '^[0-9]{1,9}$'
                      THEN (s.rate_limits->>'calls_per_second')::int END, -1) AS max_cps,
+       COALESCE(s.features->>'routing_strategy', 'cost') AS routing_strategy,
+       CASE WHEN s.features->>'sell_rate' ~ '^[0-9]{1,6}([.][0-9]{1,6})?$'
+            THEN s.features->>'sell_rate' END AS sell_rate,
+       (COALESCE(b.payment_method = 'prepaid', false)
+        OR COALESCE(s.features->>'credit_control' = 'true', false)) AS credit,
        COALESCE(t.transport, 'UDP') AS transport, t.outbound_proxy, t.allowed_ips,
        EXISTS (SELECT 1 FROM lcr_rates r WHERE r.carrier_id = t.org_id) AS is_carrier
 FROM sip_trunks t JOIN organizations o ON o.id = t.org_id
 LEFT JOIN organization_settings s ON s.org_id = t.org_id
+LEFT JOIN billing_accounts b ON b.org_id = t.org_id
 """
 _ACL_SQL = """SELECT trunk_id::text AS trunk_id, host(ip_address) AS ip,
                     masklen(ip_address) AS masklen, subnet_mask FROM trunk_acl"""
@@ -95,6 +101,9 @@ def _trunk(row: asyncpg.Record, acl_rows: Iterable[asyncpg.Record]) -> Trunk:
         max_channels=row["max_channels"],
         org_max_calls=row["org_max_calls"],
         max_cps=row["max_cps"],
+        routing_strategy=row["routing_strategy"],
+        sell_rate=row["sell_rate"],
+        credit=row["credit"],
     )
 
 

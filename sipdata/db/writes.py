@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from sipdata.db import billing
 from sipdata.db.pool import Conn, in_transaction
 from sipdata.decide.rating import Cdr
 from sipdata.decide.reports import RegistrationReport
@@ -92,10 +93,11 @@ class Records:
         return await in_transaction(self.pool, write, on_retry=self.on_retry)
 
     async def write_cdr(self, cdr: Cdr) -> bool:
-        """Insert the call's CDR unless it has one; True when this call wrote it."""
+        """Insert the call's CDR unless it has one; True when this call wrote it. A
+        credit-controlled call's cost leaves the balance with it (db/billing.py)."""
 
         async def write(conn: Conn) -> bool:
-            return await conn.fetchrow(_CDR_SQL, *_cdr_args(cdr)) is not None
+            return await _insert_charged(conn, cdr)
 
         return await in_transaction(
             self.pool, write, isolation="read_committed", on_retry=self.on_retry
@@ -104,8 +106,14 @@ class Records:
     async def write_cdrs(self, cdrs: Sequence[Cdr]) -> None:
         """write_cdr for a batch, in one transaction (a call's repeated report is written once)."""
 
+        plain = [c for c in cdrs if not c.credit]
+        charged = [c for c in cdrs if c.credit]
+
         async def write(conn: Conn) -> None:
-            await conn.executemany(_CDR_SQL, [_cdr_args(c) for c in cdrs])
+            if plain:
+                await conn.executemany(_CDR_SQL, [_cdr_args(c) for c in plain])
+            for cdr in charged:
+                await _insert_charged(conn, cdr)
 
         await in_transaction(self.pool, write, isolation="read_committed", on_retry=self.on_retry)
 
@@ -128,6 +136,13 @@ class Records:
         return await in_transaction(
             self.pool, write, isolation="read_committed", on_retry=self.on_retry
         )
+
+
+async def _insert_charged(conn: Conn, cdr: Cdr) -> bool:
+    inserted = await conn.fetchrow(_CDR_SQL, *_cdr_args(cdr)) is not None
+    if inserted and cdr.credit:
+        await billing.debit(conn, cdr, _naive(cdr.start_time), _naive(cdr.end_time))
+    return inserted
 
 
 def _cdr_args(cdr: Cdr) -> tuple[Any, ...]:

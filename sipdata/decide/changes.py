@@ -90,7 +90,7 @@ def plan(changes: Iterable[Change]) -> Plan:
             ids = change.values("id")
             out.orgs |= ids
             out.carriers |= ids
-        elif table == "organization_settings":
+        elif table in ("organization_settings", "billing_accounts"):
             out.orgs |= change.values("org_id")
         elif table == "sip_trunks":
             out.trunks |= change.values("id")

@@ -22,12 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sipdata.decide import lcr
+from sipdata.decide import lcr, offers
 from sipdata.decide.acl import IPAddress, contains
 from sipdata.decide.digest import normalise_algorithm
 from sipdata.decide.models import Carrier, Credential, Did, Registration, Trunk
 from sipdata.decide.numbers import MAX_DIGITS
-from sipdata.decide.routes import Leg, dedupe, forward_uri, request_uri, rtjson, trunk_leg
+from sipdata.decide.offers import Health, Policy
+from sipdata.decide.quality import QualityConfig
+from sipdata.decide.routes import Leg, dedupe, forward_uri, rtjson, trunk_leg
 from sipdata.decide.rules import Rule
 
 
@@ -81,6 +83,10 @@ class Verdict:
             out["realm"] = self.explain.get("realm")
         if self.verdict == "route":
             out["routing"] = rtjson(self.legs)
+            held = self.explain.get("credit")
+            if held and held.get("held"):
+                # the longest the org's credit pays for: Kamailio's dialog timeout
+                out["max_s"] = held["max_s"]
         return out
 
     def to_json(self, brief: bool = False) -> dict[str, Any]:
@@ -181,6 +187,8 @@ class RoutingFacts:
     lcr_entries: Mapping[str, tuple[str, Sequence[lcr.RateRow]] | None]  # number -> entry
     carriers: Mapping[str, Carrier]
     trunks: Mapping[str, Trunk]  # rule target trunks
+    health: Health = field(default_factory=Health)  # gateway states, carrier quality
+    quality_config: QualityConfig = field(default_factory=QualityConfig)
 
 
 def did_verdict(
@@ -210,62 +218,42 @@ def did_verdict(
 
 
 def _lcr_legs(
-    number: str, facts: RoutingFacts, day: dt.date, explain: dict[str, Any], rule_id: str | None
+    number: str,
+    facts: RoutingFacts,
+    day: dt.date,
+    *,
+    explain: dict[str, Any],
+    rule_id: str | None,
+    policy: Policy,
 ) -> list[Leg]:
-    entry = facts.lcr_entries.get(number)
-    if entry is None:
-        explain.setdefault("lcr", []).append({"number": number, "prefix": None, "offers": []})
-        return []
-    prefix, rows = entry
-    offers = lcr.resolve(rows, day)
-    skipped = []
-    legs: list[Leg] = []
-    for offer in offers:
-        carrier = facts.carriers.get(offer.carrier_id)
-        if carrier is None or not carrier.gateways:
-            skipped.append(offer.carrier_id)
-            continue
-        for gw in carrier.gateways:
-            legs.append(
-                Leg(
-                    uri=request_uri(number, gw.address, gw.transport),
-                    kind="lcr",
-                    carrier_id=offer.carrier_id,
-                    trunk_id=gw.trunk_id,
-                    rate=str(offer.rate),
-                    prefix=offer.prefix,
-                    rule_id=rule_id,
-                )
-            )
-    explain.setdefault("lcr", []).append(
-        {
-            "number": number,
-            "prefix": prefix,
-            "offers": [
-                {
-                    "carrier_id": o.carrier_id,
-                    "rate": str(o.rate),
-                    "priority": o.priority,
-                    "prefix": o.prefix,
-                    "from": o.effective.isoformat(),
-                }
-                for o in offers
-            ],
-            "carriers_without_gateways": skipped,
-        }
+    legs, doc = offers.lcr_legs(
+        number,
+        facts.lcr_entries.get(number),
+        day,
+        carriers=facts.carriers,
+        policy=policy,
+        health=facts.health,
+        rule_id=rule_id,
     )
+    explain.setdefault("lcr", []).append(doc)
     return legs
 
 
 def _rule_legs(
-    rule: Rule, number: str, facts: RoutingFacts, day: dt.date, explain: dict[str, Any]
+    rule: Rule,
+    number: str,
+    facts: RoutingFacts,
+    day: dt.date,
+    *,
+    explain: dict[str, Any],
+    policy: Policy,
 ) -> list[Leg]:
     target = rule.transform.apply(number)
     if not (target.isascii() and target.isdigit() and 0 < len(target) <= MAX_DIGITS):
         explain.setdefault("transform_invalid", []).append(rule.id)
         return []
     if rule.action == "lcr":
-        return _lcr_legs(target, facts, day, explain, rule.id)
+        return _lcr_legs(target, facts, day, explain=explain, rule_id=rule.id, policy=policy)
     if rule.action == "forward":
         return [
             Leg(uri=forward_uri(rule.destination or "", target), kind="forward", rule_id=rule.id)
@@ -288,6 +276,7 @@ def route(
     number = query.to
     day = now.astimezone(dt.UTC).date()
     explain: dict[str, Any] = {"method": identity.method}
+    policy = Policy.of(identity.trunk, facts.quality_config)
     if identity.acl_network:
         explain["acl_network"] = identity.acl_network
 
@@ -305,7 +294,7 @@ def route(
         for rule in matched_rules:
             if rule.action == "reject":
                 break  # a later reject ends the failover chain
-            legs.extend(_rule_legs(rule, number, facts, day, explain))
+            legs.extend(_rule_legs(rule, number, facts, day, explain=explain, policy=policy))
         legs = dedupe(legs)
         if not legs:
             return reject(480, "Temporarily Unavailable", identity, **explain)
@@ -315,8 +304,11 @@ def route(
         explain["on_net"] = number
         return did_verdict(facts.did, number, _did_registration(facts), identity, explain)
 
-    legs = dedupe(_lcr_legs(number, facts, day, explain, None))
+    legs = dedupe(_lcr_legs(number, facts, day, explain=explain, rule_id=None, policy=policy))
     if not legs:
+        if any(doc.get("gateways_down") for doc in explain.get("lcr", [])):
+            # carriers would take it, but every gateway of theirs is down now
+            return reject(503, "Carriers Unavailable", identity, **explain)
         return reject(404, "No Route", identity, **explain)
     return Verdict("route", 200, "OK", identity, tuple(legs), explain)
 

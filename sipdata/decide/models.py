@@ -44,6 +44,13 @@ class Trunk:
     max_channels: int = -1
     org_max_calls: int = -1
     max_cps: int = -1
+    # The org's carrier policy and money (organization_settings.features,
+    # billing_accounts; docs/routing-health.md): routing_strategy (cost,
+    # quality_floor, quality_weighted), sell_rate (per minute; None = no margin
+    # rule), credit (calls hold credit from the org's balance).
+    routing_strategy: str = "cost"
+    sell_rate: str | None = None
+    credit: bool = False
 
     @property
     def usable(self) -> bool:

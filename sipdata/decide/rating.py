@@ -49,6 +49,9 @@ class Cdr:
     cost: Decimal | None
     codecs: tuple[str, ...]
     metadata: dict[str, Any]
+    # The org is credit-controlled and the call held credit: its cost is debited
+    # from the balance with the CDR (db/billing.py) and its hold settled.
+    credit: bool = False
 
 
 def billable(seconds: int, minimum_s: int, increment_s: int) -> int:
@@ -133,6 +136,7 @@ def cdr_of(
         rate=rate,
         cost=cost(rate, bill) if rate is not None else None,
         codecs=tuple(event.get("codecs") or ()),
+        credit=bool(lease.get("credit")),
         metadata={
             k: v
             for k, v in {

@@ -19,7 +19,10 @@ from sipdata.decide import acl
 from sipdata.decide.models import is_uuid
 from sipdata.errors import InputError
 
-CALL_EVENTS = ("start", "answer", "end", "fail")
+# attempt: one branch of the call failed (its gateway and code), before the
+# next destination is tried; it feeds the gateway's breaker and its carrier's
+# quality, and moves the lease like start does.
+CALL_EVENTS = ("start", "answer", "end", "fail", "attempt")
 # Why an answered call ended (docs/api.md); stored as cdrs.termination_cause.
 CAUSES = ("caller_bye", "callee_bye", "timeout", "normal_clearing")
 MAX_EXPIRES = 7 * 24 * 3600
@@ -96,6 +99,11 @@ class CallEvent:
     sip_reason: str | None
     cause: str | None
     codecs: tuple[str, ...]
+    # Which destination (a sip: URI; for an answer, the address it came from),
+    # when its branch was sent and when it first rang (PDD: docs/routing-health.md).
+    gateway: str | None = None
+    branch_ts: dt.datetime | None = None
+    ring_ts: dt.datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         def stamp(v: dt.datetime | None) -> str | None:
@@ -117,6 +125,9 @@ class CallEvent:
             "sip_reason": self.sip_reason,
             "cause": self.cause,
             "codecs": list(self.codecs),
+            "gateway": self.gateway,
+            "branch_ts": stamp(self.branch_ts),
+            "ring_ts": stamp(self.ring_ts),
         }
 
 
@@ -245,7 +256,22 @@ def call_event(doc: Mapping[str, Any]) -> CallEvent:
         sip_reason=_text(doc, "sip_reason"),
         cause=_choice(doc, "cause", CAUSES),
         codecs=codecs(sdp) if sdp else (),
+        gateway=_sip_uri(doc, "gateway"),
+        branch_ts=_ts(doc, "branch_ts"),
+        ring_ts=_ts(doc, "ring_ts"),
     )
+
+
+def gateway_report(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """Kamailio's keepalive saw a gateway change state: (gateway URI, probe_up|probe_down)."""
+    gateway = _sip_uri(doc, "gateway", required=True)
+    state = _choice(doc, "state", ("up", "down"))
+    if state is None:
+        raise InputError("state is required (up or down)", field="state")
+    assert gateway is not None
+    if gateway == "*":
+        raise InputError("gateway must be a sip: or sips: URI", field="gateway")
+    return gateway, f"probe_{state}"
 
 
 def codecs(sdp: str) -> tuple[str, ...]:

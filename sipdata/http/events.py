@@ -62,6 +62,13 @@ async def call_events(request: web.Request) -> web.Response:
     return json_response(body, status=202)
 
 
+async def gateway(request: web.Request) -> web.Response:
+    """Kamailio's OPTIONS keepalive saw a carrier gateway go down or come back up."""
+    doc = await params.read(request, request.app[MAX_BODY])
+    uri, event = reports.gateway_report(doc)
+    return json_response(await request.app[REPORTS].gateway_probe(uri, event))
+
+
 async def registration(request: web.Request) -> web.Response:
     username = params.required(request.query, "username")
     return json_response(await request.app[REPORTS].registration(username))
@@ -72,5 +79,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/events/register", register),
         web.post("/v1/events/call", call_event),
         web.post("/v1/events/calls", call_events),
+        web.post("/v1/events/gateway", gateway),
         web.get("/v1/registration", registration, allow_head=False),
     ]

@@ -58,6 +58,10 @@ async def lcr_lookup(request: web.Request) -> web.Response:
     return json_response(await probes.lcr_offers(request.app[SERVICE], number, _now()))
 
 
+async def gateways(request: web.Request) -> web.Response:
+    return json_response(await probes.gateways(request.app[SERVICE], _now()))
+
+
 async def custom_lookup(request: web.Request) -> web.Response:
     p = await _params(request)
     org_id = params.uuid_text(p, "org_id")
@@ -104,4 +108,5 @@ def routes() -> list[web.RouteDef]:
     for path, handler in table:
         out.append(web.get(path, handler, allow_head=False))
         out.append(web.post(path, handler))
+    out.append(web.get("/v1/gateways", gateways, allow_head=False))
     return out

@@ -48,6 +48,7 @@ from sipdata.errors import (
     StoreRejected,
     StoreUnavailable,
 )
+from sipdata.jobs.outcomes import Outcomes
 from sipdata.metrics import Metrics
 from sipdata.settings import Settings
 
@@ -114,6 +115,7 @@ class WriteBack:
         metrics: Metrics,
         *,
         busy: Callable[[], bool] = lambda: False,
+        outcomes: Outcomes | None = None,
     ) -> None:
         self.settings = settings
         # True while decisions wait on this process's loop: acknowledged reports
@@ -121,6 +123,8 @@ class WriteBack:
         # rather than take the core from the calls being routed (make bench: at
         # 1,500 calls/s the drain backlog and the decisions fought over one core).
         self.busy = busy
+        # Quality tallies and credit settlement, after a batch's CDRs are written.
+        self.outcomes = outcomes
         self.cache = cache
         self.live = live
         self.records = records
@@ -215,6 +219,9 @@ class WriteBack:
                 else:
                     writes.append((entry, write))
             await self._write(stream, writes, done)
+            if self.outcomes is not None and stream == keys.CALL_EVENTS:
+                cdrs = [w for _, w in writes if isinstance(w, Cdr)]
+                await self.outcomes.observe(entries, cdrs)
         finally:
             await self.live.done(stream, done)
             self.metrics.drained.labels(stream, "written").inc(len(done))

@@ -8,9 +8,10 @@ from typing import Any
 
 import structlog
 
+from sipdata.cache.health import RoutingHealth
 from sipdata.cache.live import LiveState
 from sipdata.db.writes import Records
-from sipdata.decide import rating
+from sipdata.decide import breaker, rating
 from sipdata.decide.models import Trunk
 from sipdata.decide.reports import CallEvent, RegistrationReport
 from sipdata.errors import (
@@ -35,12 +36,15 @@ class Reports:
         live: LiveState,
         records: Records,
         metrics: Metrics,
+        *,
+        health: RoutingHealth,
     ) -> None:
         self.settings = settings
         self.lookups = lookups
         self.live = live
         self.records = records
         self.metrics = metrics
+        self.health = health
 
     async def _trunk(self, username: str) -> Trunk:
         cred, _ = await self.lookups.credential(username)
@@ -103,6 +107,7 @@ class Reports:
         sends it again later). With the database away too, StoreUnavailable: nothing is
         acknowledged."""
         docs = [e.to_json() for e in events]
+        await self._breakers(events)
         try:
             ids = await self.live.call_events(
                 [(e.call_id, e.event, d) for e, d in zip(events, docs, strict=True)]
@@ -116,6 +121,43 @@ class Reports:
             self.metrics.degraded.labels(exc.code).inc()
             return [{"stored": "database"} if await self._direct(d) else None for d in docs]
         return [{"stored": "stream", "id": i} for i in ids]
+
+    async def _breakers(self, events: Sequence[CallEvent]) -> None:
+        """A failed branch counts against its gateway, any other outcome for it, at once
+        (not when the drainer gets to the report): every node's next decision sees it."""
+        steps = [
+            (e.gateway, "fail" if breaker.is_failure(e.sip_code or 408) else "ok")
+            for e in events
+            if e.event == "attempt" and e.gateway
+        ]
+        steps += [(e.gateway, "ok") for e in events if e.event == "answer" and e.gateway]
+        await self.gateway_events(steps)
+
+    async def gateway_events(self, steps: Sequence[tuple[str, str]]) -> list[str]:
+        """Step breakers; a Redis failure loses the events (health is not money, and
+        the next report tells again), never the reports that carried them."""
+        if not steps:
+            return []
+        try:
+            states = await self.health.gateway_events(steps)
+        except CacheUnavailable as exc:
+            self.metrics.degraded.labels(exc.code).inc()
+            return []
+        for (gateway, event), state in zip(steps, states, strict=True):
+            self.metrics.inc(self.metrics.gateway_events, event)
+            self.metrics.gateway_state.labels(breaker.gateway_key(gateway)).set(
+                1 if state == breaker.OPEN else 0
+            )
+            if state == breaker.OPEN and event in ("fail", "probe_down"):
+                log.warning("gateway judged down", gateway=gateway, event=event)
+        return states
+
+    async def gateway_probe(self, gateway: str, event: str) -> dict[str, Any]:
+        """Kamailio's keepalive saw a gateway go down or come back."""
+        states = await self.gateway_events([(gateway, event)])
+        if not states:
+            raise CacheUnavailable("redis: the gateway's state cannot be stored now")
+        return {"gateway": breaker.gateway_key(gateway), "state": states[0]}
 
     async def _direct(self, doc: dict[str, Any]) -> bool:
         """The CDR of an end or failure, written now without its lease (so without a

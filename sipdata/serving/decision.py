@@ -13,22 +13,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
 from sipdata.cache.client import Cache, one_timeout
+from sipdata.cache.health import RoutingHealth, decode_summaries
 from sipdata.cache.live import LiveState
 from sipdata.cache.onetrip import LeaseDocs, OneTrip
+from sipdata.db.billing import Billing
 from sipdata.db.reads import Store
 from sipdata.decide import admission
 from sipdata.decide.admission import Limits
+from sipdata.decide.breaker import CLOSED, unpack
 from sipdata.decide.capacity import AdaptiveLimit
 from sipdata.decide.invite import Identity, InviteQuery, RoutingFacts, Verdict, route
+from sipdata.decide.offers import Health
+from sipdata.decide.quality import COST
 from sipdata.decide.rules import OrgRules, ordered_matches
 from sipdata.errors import CacheUnavailable, Overloaded, StoreUnavailable
 from sipdata.metrics import Metrics
 from sipdata.serving.catalog import GenerationView
+from sipdata.serving.credit import CreditControl
 from sipdata.serving.facts import STALE, CallPlan, Facts, Sources
 from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
@@ -68,6 +75,10 @@ class Service(Lookups):
         metrics.decision_limit.set_function(lambda: self.capacity.value)
         metrics.decisions_inflight.set_function(lambda: self._inflight)
         self.lease_docs = LeaseDocs(self.trip, on_error=metrics.degraded.labels("lease_docs").inc)
+        self.breaker_config = settings.breaker_config()
+        self.quality_config = settings.quality_config()
+        self.routing_health = RoutingHealth(cache, self.breaker_config, self.quality_config)
+        self.credit = CreditControl(settings, self.routing_health, Billing(store.pool), metrics)
         self._restoring: asyncio.Future[None] | None = None
 
     def full(self) -> bool:
@@ -131,6 +142,7 @@ class Service(Lookups):
                 did_read_through=carrier,
                 registrations=tuple(t.id for t in org.targets.values() if t.address is None),
                 admit=(guess, query.call_id, _lease_base(who)) if guess else None,
+                quality=who.trunk.routing_strategy != COST,
             )
             got = await self.facts.per_call(view, plan, now, sources)
             if got is STALE:  # nothing was admitted: ask again of the new generation
@@ -143,11 +155,38 @@ class Service(Lookups):
                 lcr_entries=got.lcr,
                 carriers=got.carriers,
                 trunks=org.targets,
+                health=self._health(got.breakers, got.quality),
+                quality_config=self.quality_config,
             )
             verdict = route(who, query, matched, facts, now)
+            verdict = await self._hold_credit(verdict, query, guess, got.admission)
             verdict = await self._settle(verdict, query, guess, got.admission, rule_max)
+            if verdict.verdict != "route" and verdict.explain.get("credit", {}).get("held"):
+                await self.credit.release(who.trunk.org_id, query.call_id)
             return self._answer(verdict, query, view, sources)
         raise AssertionError("unreachable: a cold view is never stale")
+
+    def _health(self, breakers: Mapping[str, bytes], quality: Mapping[str, bytes]) -> Health:
+        """What the round trip brought of gateways and carriers, as of now."""
+        now = int(time.time() * 1000)
+        states = {}
+        for gateway, packed in breakers.items():
+            state = unpack(packed).effective(now, self.breaker_config)
+            if state != CLOSED:
+                states[gateway] = state
+        return Health(states, decode_summaries(quality, self.quality_config) if quality else {})
+
+    async def _hold_credit(
+        self, verdict: Verdict, query: InviteQuery, guess: Limits | None, outcome: str | None
+    ) -> Verdict:
+        """Hold the call's credit, or refuse it; either way a failure to reach Redis is a
+        503 (the lease the round trip took is given back first)."""
+        try:
+            return await self.credit.hold(verdict, query)
+        except (CacheUnavailable, StoreUnavailable):
+            if guess is not None and outcome == "ok":
+                await self._give_back(query.call_id)
+            raise
 
     async def _fresh_view(self, *, cold: bool) -> GenerationView:
         """The generation now serving; the database (a cold view) if Redis fails or the
@@ -262,9 +301,11 @@ def _lease_base(who: Identity) -> dict[str, object]:
 
 
 def _lease_doc(verdict: Verdict, limits: Limits) -> dict[str, Any]:
-    """What a lease keeps for the CDR: who is billed and where the call may go."""
+    """What a lease keeps for the CDR: who is billed, where the call may go, and whether
+    it holds credit (its CDR then settles the hold and debits the balance)."""
     trunk = verdict.identity.trunk if verdict.identity else None
     return {
+        "credit": bool(verdict.explain.get("credit", {}).get("held")),
         "trunk_id": limits.trunk_id,
         "org_id": limits.org_id,
         "inbound": bool(trunk and trunk.is_carrier),

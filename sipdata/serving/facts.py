@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import orjson
@@ -58,6 +58,7 @@ class CallPlan:
     did_read_through: bool  # a carrier's call: a DID missing from the generation is looked up
     registrations: tuple[str, ...]  # rule target trunks without a static address
     admit: tuple[Limits, str, Mapping[str, object]] | None  # the admission guessed, if any
+    quality: bool = False  # the org routes by quality: read the carriers' summaries
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class CallFacts:
     registrations: dict[str, Registration]
     carriers: Mapping[str, Carrier]
     admission: str | None  # the guessed admission's outcome; None: none was taken
+    breakers: Mapping[str, bytes] = field(default_factory=dict)  # gateway -> packed breaker
+    quality: Mapping[str, bytes] = field(default_factory=dict)  # carrier -> summary JSON
 
 
 def ip_identified(hit: AclHit | None) -> bool:
@@ -199,6 +202,7 @@ class Facts:
                     did_readthrough=plan.did_read_through,
                     registrations=plan.registrations,
                     admit=plan.admit,
+                    quality=plan.quality,
                 )
             except CacheUnavailable:
                 self._degraded()
@@ -236,7 +240,9 @@ class Facts:
         if did and did.trunk and did.trunk.id not in got.registrations:
             # a DID read through from the database: decide.lua could not know its trunk
             regs.update(await self.lookups.registrations([did.trunk.id]))
-        return CallFacts(did, entries, regs, view.carriers, got.admission)
+        return CallFacts(
+            did, entries, regs, view.carriers, got.admission, got.breakers, got.quality
+        )
 
     async def _from_database(self, plan: CallPlan, now: dt.datetime, sources: Sources) -> CallFacts:
         cold = GenerationView()

@@ -5,11 +5,15 @@ the INVITE decision."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sipdata.decide import acl, lcr
+from sipdata.decide.breaker import Breaker, gateway_key
 from sipdata.decide.invite import Verdict, check_credential, did_verdict, sole_ip_owner
+from sipdata.decide.quality import Summary
 from sipdata.decide.rules import ordered_matches
+from sipdata.errors import CacheUnavailable
 from sipdata.serving.decision import Service
 from sipdata.serving.lookups import today
 
@@ -84,26 +88,93 @@ async def lcr_offers(service: Service, number: str, now: dt.datetime) -> dict[st
     entry, source = await service.lcr_entry(number, today(now), view)
     offers = lcr.resolve(entry[1], today(now)) if entry else []
     carriers = await service.carriers(sorted({o.carrier_id for o in offers}), view)
-    return {
+    body: dict[str, Any] = {
         "number": number,
         "prefix": entry[0] if entry else None,
         "source": source,
         "generation": view.gen,
-        "offers": [
-            {
-                "carrier_id": o.carrier_id,
-                "carrier": carriers[o.carrier_id].name if o.carrier_id in carriers else None,
-                "rate": str(o.rate),
-                "priority": o.priority,
-                "prefix": o.prefix,
-                "from": o.effective.isoformat(),
-                "gateways": [g.address for g in carriers[o.carrier_id].gateways]
-                if o.carrier_id in carriers
-                else [],
-            }
-            for o in offers
-        ],
     }
+    health = service.routing_health
+    states: dict[str, Breaker] = {}
+    by_carrier: dict[str, Summary] = {}
+    by_prefix: dict[tuple[str, str], Summary] = {}
+    try:
+        states = await health.breakers()
+        by_carrier, by_prefix = await health.summaries(
+            [o.carrier_id for o in offers], [(o.carrier_id, o.prefix) for o in offers]
+        )
+    except CacheUnavailable:
+        body["health"] = "unavailable"  # gateway states and quality live in Redis
+    now_ms = int(now.timestamp() * 1000)
+
+    def gateway(address: str) -> dict[str, Any]:
+        b = states.get(gateway_key(address), Breaker())
+        return {
+            "address": address,
+            "state": b.effective(now_ms, health.breaker_config),
+            "failures": b.failures,
+        }
+
+    def offer(o: lcr.Offer) -> dict[str, Any]:
+        carrier = carriers.get(o.carrier_id)
+        out: dict[str, Any] = {
+            "carrier_id": o.carrier_id,
+            "carrier": carrier.name if carrier else None,
+            "rate": str(o.rate),
+            "priority": o.priority,
+            "prefix": o.prefix,
+            "from": o.effective.isoformat(),
+            "gateways": [g.address for g in carrier.gateways] if carrier else [],
+            "gateway_states": [gateway(g.address) for g in carrier.gateways] if carrier else [],
+        }
+        q = by_carrier.get(o.carrier_id)
+        qp = by_prefix.get((o.carrier_id, o.prefix))
+        out["quality"] = {
+            "carrier": q.to_json() if q else None,
+            "prefix": qp.to_json() if qp else None,
+        }
+        return out
+
+    body["offers"] = [offer(o) for o in offers]
+    return body
+
+
+async def gateways(service: Service, now: dt.datetime) -> dict[str, Any]:
+    """Every carrier gateway of the serving generation, for Kamailio's keepalive to
+    probe (`uris`, comma-separated; `version` changes when the list does) and for an
+    operator to read their breakers."""
+    view = service.catalog.view
+    health = service.routing_health
+    states = await health.breakers()
+    now_ms = int(now.timestamp() * 1000)
+    rows: list[dict[str, Any]] = []
+    for carrier in sorted(view.carriers.values(), key=lambda c: c.id):
+        for gw in carrier.gateways:
+            b = states.get(gateway_key(gw.address), Breaker())
+            rows.append(
+                {
+                    "uri": probe_uri(gw.address, gw.transport),
+                    "gateway": gateway_key(gw.address),
+                    "carrier_id": carrier.id,
+                    "trunk_id": gw.trunk_id,
+                    "state": b.effective(now_ms, health.breaker_config),
+                    "failures": b.failures,
+                }
+            )
+    uris = sorted({str(r["uri"]) for r in rows})
+    return {
+        "generation": view.gen,
+        "version": hashlib.sha256(",".join(uris).encode()).hexdigest()[:16],
+        "count": len(uris),
+        "uris": ",".join(uris),
+        "gateways": rows,
+    }
+
+
+def probe_uri(address: str, transport: str) -> str:
+    """The URI keepalive probes a gateway at (what its state reports name again)."""
+    t = transport.upper()
+    return f"sip:{address}" + {"TCP": ";transport=tcp", "TLS": ";transport=tls"}.get(t, "")
 
 
 async def custom_routes(

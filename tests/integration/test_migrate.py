@@ -120,13 +120,13 @@ async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
             "VALUES (1, 'v1')"
         )
         result = await migrate.migrate(conn, dt.date.today())
-        assert (result.applied, result.version) == (True, 4)
+        assert (result.applied, result.version) == (True, migrate.SCHEMA_VERSION)
         columns = await conn.fetch(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_name = 'trunk_registrations' AND column_name IN ('call_id', 'cseq')"
         )
         assert len(columns) == 2
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 4
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == migrate.SCHEMA_VERSION
         assert (
             await conn.fetchval(
                 "SELECT is_nullable FROM information_schema.columns "
@@ -137,7 +137,14 @@ async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
         triggers = await conn.fetchval(
             "SELECT count(*) FROM pg_trigger WHERE tgname = 'sipdata_capture'"
         )
-        assert triggers == 7
+        assert triggers == 8  # changes.sql's seven tables and billing_accounts (billing.sql)
+        assert (
+            await conn.fetchval(
+                "SELECT numeric_scale FROM information_schema.columns "
+                "WHERE table_name = 'billing_accounts' AND column_name = 'current_balance'"
+            )
+            == 4
+        )
         again = await migrate.migrate(conn, dt.date.today())
         assert again.applied is False
     finally:

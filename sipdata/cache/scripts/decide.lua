@@ -7,14 +7,19 @@
 -- is known saves the round trip; a call that then does not route gives its
 -- lease back (release.lua). A generation that is no longer current answers
 -- {current} alone and admits nothing.
--- KEYS: current, lcr_hash, did_hash, did_readthrough, lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept, ended
+-- The gateway breakers that are not plainly closed come back too (a small hash:
+-- every node leaves a gateway judged down out of its next decision), and, for an
+-- org that routes by quality, the carriers' quality summaries.
+-- KEYS: current, lcr_hash, did_hash, did_readthrough, lease, trunk_set, org_set, rule_set, rate_window, channel_trunks, leases_kept, ended, breakers, quality
 -- ARGV: params
 -- params is one JSON object (one argument costs the client a fraction of
 -- packing thirty): gen (text), number, did_rt (read the DID's read-through
 -- key), numbers (to probe), registrations (trunk ids), registration_prefix,
--- admit (admit.lua's ARGV as an array; absent = do not admit).
+-- admit (admit.lua's ARGV as an array; absent = do not admit), quality (read the
+-- carriers' summaries).
 -- Returns {current, {prefix, entry per number (false, false: none)}, did,
--- did read-through, {trunk id, registration ('' = none), ...}, admission}.
+-- did read-through, {trunk id, registration ('' = none), ...}, admission,
+-- breakers (HGETALL), quality summaries (HGETALL or {})}.
 --! include lib/admit.lua
 --! include lib/registrations.lua
 local current, lcr_hash, did_hash, did_readthrough = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -53,4 +58,8 @@ local admission = false
 if type(params.admit) == 'table' then
   admission = admit({KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]}, params.admit)
 end
-return {cur, lcr, did, did_rt, regs, admission}
+local breakers, quality = KEYS[13], KEYS[14]
+local states = redis.call('HGETALL', breakers)
+local summaries = {}
+if params.quality then summaries = redis.call('HGETALL', quality) end
+return {cur, lcr, did, did_rt, regs, admission, states, summaries}
