@@ -32,6 +32,7 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
         ("alpha", "Alpha Telecom", "active"),
         ("bravo", "Bravo Networks", "active"),
         ("charlie", "Charlie Global", "active"),
+        ("delta", "Delta Prepaid", "active"),
     ]
 
     def trunk(
@@ -72,6 +73,7 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
             allowed=["127.0.0.0/8", "::1/128"],
         ),
         trunk("initech-pbx", "initech", "digest", password="initech-secret"),
+        trunk("delta-ip", "delta", "ip"),
         trunk("alpha-gw", "alpha", "ip", allowed=["127.0.0.101/32"]),
         trunk("bravo-gw", "bravo", "ip", allowed=["127.0.0.102/32"]),
         trunk("charlie-gw", "charlie", "ip", allowed=["127.0.0.103/32"]),
@@ -80,6 +82,7 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
         ("acme-ip", "127.0.0.10", 32),
         ("acme-old", "127.0.0.11", 32),
         ("globex-ip", "127.0.1.0", 24),
+        ("delta-ip", "127.0.0.12", 32),
     ]
     d = dt.date.fromisoformat
     rates = [
@@ -187,6 +190,17 @@ def demo_rows(realm: str, today: dt.date) -> dict[str, list[dict[str, Any]]]:
             {"org_id": demo_id(f"org:{k}"), "max_concurrent_calls": 50} for k, _, _ in orgs
         ],
         "sip_trunks": trunks,
+        # Delta pays in advance: its calls hold credit and end when it runs out
+        # (docs/routing-health.md); 0.50 pays about 100 minutes at bravo's rate.
+        "billing_accounts": [
+            {
+                "id": demo_id("billing:delta"),
+                "org_id": demo_id("org:delta"),
+                "payment_method": "prepaid",
+                "current_balance": Decimal("0.50"),
+                "credit_limit": Decimal("0"),
+            }
+        ],
         "trunk_acl": [
             {
                 "id": demo_id(f"acl:{t}:{ip}"),

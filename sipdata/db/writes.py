@@ -106,13 +106,15 @@ class Records:
     async def write_cdrs(self, cdrs: Sequence[Cdr]) -> None:
         """write_cdr for a batch, in one transaction (a call's repeated report is written once)."""
 
-        plain = [c for c in cdrs if not c.credit]
-        charged = [c for c in cdrs if c.credit]
+        # In stream order either way: a call's first report (with its lease, so its
+        # rate and its hold) is the one that writes its CDR.
+        charged = any(c.credit for c in cdrs)
 
         async def write(conn: Conn) -> None:
-            if plain:
-                await conn.executemany(_CDR_SQL, [_cdr_args(c) for c in plain])
-            for cdr in charged:
+            if not charged:
+                await conn.executemany(_CDR_SQL, [_cdr_args(c) for c in cdrs])
+                return
+            for cdr in cdrs:
                 await _insert_charged(conn, cdr)
 
         await in_transaction(self.pool, write, isolation="read_committed", on_retry=self.on_retry)

@@ -107,7 +107,6 @@ class Reports:
         sends it again later). With the database away too, StoreUnavailable: nothing is
         acknowledged."""
         docs = [e.to_json() for e in events]
-        await self._breakers(events)
         try:
             ids = await self.live.call_events(
                 [(e.call_id, e.event, d) for e, d in zip(events, docs, strict=True)]
@@ -120,6 +119,7 @@ class Reports:
         except CacheUnavailable as exc:
             self.metrics.degraded.labels(exc.code).inc()
             return [{"stored": "database"} if await self._direct(d) else None for d in docs]
+        await self._breakers(events)
         return [{"stored": "stream", "id": i} for i in ids]
 
     async def _breakers(self, events: Sequence[CallEvent]) -> None:
@@ -131,7 +131,10 @@ class Reports:
             if e.event == "attempt" and e.gateway
         ]
         steps += [(e.gateway, "ok") for e in events if e.event == "answer" and e.gateway]
-        await self.gateway_events(steps)
+        try:
+            await self.gateway_events(steps)
+        except Exception:  # the reports are stored: a breaker step must not undo that
+            log.exception("gateway events not applied")
 
     async def gateway_events(self, steps: Sequence[tuple[str, str]]) -> list[str]:
         """Step breakers; a Redis failure loses the events (health is not money, and
@@ -149,7 +152,7 @@ class Reports:
                 1 if state == breaker.OPEN else 0
             )
             if state == breaker.OPEN and event in ("fail", "probe_down"):
-                log.warning("gateway judged down", gateway=gateway, event=event)
+                log.warning("gateway judged down", gateway=gateway, cause=event)
         return states
 
     async def gateway_probe(self, gateway: str, event: str) -> dict[str, Any]:

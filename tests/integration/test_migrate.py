@@ -126,7 +126,10 @@ async def test_a_version_1_database_is_upgraded_once(database_url: str) -> None:
             "WHERE table_name = 'trunk_registrations' AND column_name IN ('call_id', 'cseq')"
         )
         assert len(columns) == 2
-        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == migrate.SCHEMA_VERSION
+        assert (
+            await conn.fetchval("SELECT max(version) FROM schema_migrations")
+            == migrate.SCHEMA_VERSION
+        )
         assert (
             await conn.fetchval(
                 "SELECT is_nullable FROM information_schema.columns "
