@@ -311,9 +311,12 @@ def search(target: str, workdir: Path, quick: bool) -> dict[str, Any]:
 
 
 def sipdata_defines(url: str, token: str, work: Path) -> list[str]:
-    """(c)'s -A defines: the sipdata to ask, its secret, control sockets in `work`."""
+    """(c)'s -A defines: the sipdata to ask, its secret, control sockets in `work`.
+    No gateway probes: the callee is a SIPp scenario that takes calls only (and (a)
+    and (b) probe nothing either)."""
     return [
         *COMMON,
+        "WITHOUT_GATEWAY_PROBES",
         f'SIPDATA_URL="{url}"',
         f'SIPDATA_SECRET="{token}"',
         f'CTL_SOCKET="unix:{work}/kamailio-ctl"',

@@ -306,9 +306,6 @@ def route(
 
     legs = dedupe(_lcr_legs(number, facts, day, explain=explain, rule_id=None, policy=policy))
     if not legs:
-        if any(doc.get("gateways_down") for doc in explain.get("lcr", [])):
-            # carriers would take it, but every gateway of theirs is down now
-            return reject(503, "Carriers Unavailable", identity, **explain)
         return reject(404, "No Route", identity, **explain)
     return Verdict("route", 200, "OK", identity, tuple(legs), explain)
 

@@ -9,7 +9,10 @@
    half-open one stays in its place (its first outcome decides). A carrier
    whose every gateway is open is left out with them. Left out, not moved
    last: a call sent to a dead gateway waits for the failure timer before the
-   next one is tried, and no later destination can help a call that reaches it.
+   next one is tried. But when every gateway the number could use is open,
+   all are offered, in order (`last_resort` in explain): a breaker can be
+   wrong (probes filtered on the way, a partition on the edge's own side), and
+   trying costs the failure timer where refusing costs the call.
 
 Every reason lands in the explain document next to the offer it concerns.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 from sipdata.decide import lcr
 from sipdata.decide.breaker import OPEN, gateway_key
-from sipdata.decide.models import Carrier, Trunk
+from sipdata.decide.models import Carrier, Gateway, Trunk
 from sipdata.decide.quality import COST, STRATEGIES, QualityConfig, Summary, order
 from sipdata.decide.routes import Leg, request_uri
 
@@ -84,6 +87,7 @@ def lcr_legs(
     legs: list[Leg] = []
     without_gateways: list[str] = []
     down: list[dict[str, str]] = []
+    every: list[tuple[str, Gateway]] = []
     notes: dict[str, dict[str, Any]] = {}
     for r in ranked:
         o = by_id[r.carrier_id]
@@ -96,20 +100,13 @@ def lcr_legs(
         for gw in carrier.gateways:
             state = health.gateways.get(gateway_key(gw.address), "closed")
             note["gateways"].append({"address": gw.address, "state": state})
+            every.append((o.carrier_id, gw))
             if state == OPEN:
                 down.append({"carrier_id": o.carrier_id, "gateway": gw.address})
                 continue
-            legs.append(
-                Leg(
-                    uri=request_uri(number, gw.address, gw.transport),
-                    kind="lcr",
-                    carrier_id=o.carrier_id,
-                    trunk_id=gw.trunk_id,
-                    rate=str(o.rate),
-                    prefix=o.prefix,
-                    rule_id=rule_id,
-                )
-            )
+            legs.append(_leg(number, gw, o, rule_id))
+    if down and not legs:
+        legs = [_leg(number, gw, by_id[c], rule_id) for c, gw in every]
     explain: dict[str, Any] = {
         "number": number,
         "prefix": prefix,
@@ -119,6 +116,7 @@ def lcr_legs(
     }
     if down:
         explain["gateways_down"] = down
+        explain["last_resort"] = len(down) == len(every)
     if policy.sell_rate is not None:
         explain["margin"] = {
             "sell_rate": str(policy.sell_rate),
@@ -128,6 +126,18 @@ def lcr_legs(
             ],
         }
     return legs, explain
+
+
+def _leg(number: str, gw: Gateway, o: lcr.Offer, rule_id: str | None) -> Leg:
+    return Leg(
+        uri=request_uri(number, gw.address, gw.transport),
+        kind="lcr",
+        carrier_id=o.carrier_id,
+        trunk_id=gw.trunk_id,
+        rate=str(o.rate),
+        prefix=o.prefix,
+        rule_id=rule_id,
+    )
 
 
 def _offer(o: lcr.Offer, note: Mapping[str, Any], health: Health) -> dict[str, Any]:

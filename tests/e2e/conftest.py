@@ -145,6 +145,8 @@ def stack(
 ) -> Iterator[Stack]:
     """`@pytest.mark.kamailio_defines(...)` adds -A defines for the test's Kamailio."""
     marker = request.node.get_closest_marker("kamailio_defines")
+    # Gateway breakers outlive a test in Redis: each test starts with none open.
+    redis.Redis(db=REDIS_DB).delete("gateways:breakers")
     sipdata = Sipdata(e2e_env, tmp_path / "sipdata.log")
     sipdata.start()
     kamailio = Kamailio(sipdata.url, tmp_path, marker.args if marker else ())

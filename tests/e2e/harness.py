@@ -138,10 +138,17 @@ class Kamailio:
             # Longer than any test waits: a report that arrives came through the
             # outbox, not the retry (tests of the retry set it to 1 s).
             'REPORT_RETRY_TIMER="name=reports;interval=300;mode=1;"',
+            # The carriers here are SIPp scenarios that expect their one call: an
+            # OPTIONS probe would be a call they did not expect. Gateway health
+            # tests pass WITH_GATEWAY_PROBES and bring gateways that answer them.
+            "WITHOUT_GATEWAY_PROBES",
+            f'GATEWAY_LIST_FILE="{ROOT / "kamailio" / "sipdata-gateways.list"}"',
             f'CTL_SOCKET="unix:{workdir}/kamailio-ctl"',
             f'RPC_FIFO="{workdir}/kamailio_rpc.fifo"',
         ]
         given = {d.split("=", 1)[0] for d in defines}
+        if "WITH_GATEWAY_PROBES" in given:
+            given.add("WITHOUT_GATEWAY_PROBES")
         self.defines = [d for d in defaults if d.split("=", 1)[0] not in given] + list(defines)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -108,15 +108,15 @@ async def test_a_gateway_that_answers_its_probe_again_is_offered_and_closes_on_s
     assert "127.0.0.102:5060" not in (await api.service.routing_health.breakers())
 
 
-async def test_every_gateway_down_is_a_503_never_a_no_route(api: Api) -> None:
+async def test_every_gateway_down_still_routes_as_a_last_resort(api: Api) -> None:
+    """All three carriers' gateways judged down: the call is offered all of them in cost
+    order rather than refused on the strength of breakers that may be wrong."""
     for gw in ("127.0.0.101", "127.0.0.102", "127.0.0.103"):
         await api.post("/v1/events/gateway", {"gateway": f"sip:{gw}", "state": "down"})
     answer = await api.decide(**CALL)
-    assert (answer["verdict"], answer["code"], answer["reason"]) == (
-        "reject",
-        503,
-        "Carriers Unavailable",
-    )
+    assert answer["verdict"] == "route"
+    assert carriers(answer) == [BRAVO, CHARLIE, ALPHA]
+    assert answer["explain"]["lcr"][0]["last_resort"] is True
 
 
 async def test_bad_gateway_reports_are_refused_with_the_field_and_change_nothing(

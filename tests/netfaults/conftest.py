@@ -247,6 +247,8 @@ def _start(world: World) -> None:
         f'SIPDATA_SECRET="{TOKEN}"',
         "SIP_CHILDREN=4",
         'REPORT_RETRY_TIMER="name=reports;interval=1;mode=1;"',
+        # the lab's carriers are SIPp scenarios: no OPTIONS for them
+        "WITHOUT_GATEWAY_PROBES",
         f'CTL_SOCKET="unix:{workdir}/kamailio-ctl"',
         f'RPC_FIFO="{workdir}/kamailio_rpc.fifo"',
     ]
