@@ -46,6 +46,7 @@ run: setup services kamailio
 	echo "Place a routed call (bravo, the cheapest carrier, answers) from another shell:"; \
 	echo "  sipp -sf tests/e2e/scenarios/uas_answer.xml -i 127.0.0.102 -p 5060 -m 1 &"; \
 	echo "  sipp -sf tests/e2e/scenarios/uac_call.xml -i 127.0.0.10 -s 12125551234 127.0.0.1:5060 -m 1 -d 2000"; \
+	echo "(Kamailio runs without OPTIONS probes of the carriers here: they are SIPp scenarios; docs/kamailio.md.)"; \
 	echo "Admin API key (platform, every scope; docs/admin-api.md), shown once:"; \
 	echo "  curl -H 'Authorization: Bearer $$admin' http://127.0.0.1:8480/v1/admin/trunks"; \
 	kamailio -f kamailio/kamailio.cfg -DD -E -m 512 -x tlsf -A WITHOUT_GATEWAY_PROBES

@@ -45,6 +45,7 @@ class Reports:
         self.records = records
         self.metrics = metrics
         self.health = health
+        self._known: tuple[int | None, frozenset[str]] = (None, frozenset())
 
     async def _trunk(self, username: str) -> Trunk:
         cred, _ = await self.lookups.credential(username)
@@ -136,9 +137,26 @@ class Reports:
         except Exception:  # the reports are stored: a breaker step must not undo that
             log.exception("gateway events not applied")
 
+    def _carrier_gateways(self) -> frozenset[str] | None:
+        """The serving generation's carrier gateways (None while there is none: cold,
+        every gateway is taken at its word). A branch to a PBX or a forward is no
+        carrier's, and a name nobody routes to must not grow the breaker hash."""
+        view = self.lookups.catalog.view
+        if view.gen is None or not view.carriers:
+            return None
+        if self._known[0] != view.gen:
+            keys = {
+                breaker.gateway_key(g.address) for c in view.carriers.values() for g in c.gateways
+            }
+            self._known = (view.gen, frozenset(keys))
+        return self._known[1]
+
     async def gateway_events(self, steps: Sequence[tuple[str, str]]) -> list[str]:
         """Step breakers; a Redis failure loses the events (health is not money, and
         the next report tells again), never the reports that carried them."""
+        known = self._carrier_gateways()
+        if known is not None:
+            steps = [(g, e) for g, e in steps if breaker.gateway_key(g) in known]
         if not steps:
             return []
         try:
@@ -156,7 +174,10 @@ class Reports:
         return states
 
     async def gateway_probe(self, gateway: str, event: str) -> dict[str, Any]:
-        """Kamailio's keepalive saw a gateway go down or come back."""
+        """Kamailio's prober saw a gateway go down or come back."""
+        known = self._carrier_gateways()
+        if known is not None and breaker.gateway_key(gateway) not in known:
+            raise NotFound(f"no carrier gateway at {gateway}", field="gateway")
         states = await self.gateway_events([(gateway, event)])
         if not states:
             raise CacheUnavailable("redis: the gateway's state cannot be stored now")

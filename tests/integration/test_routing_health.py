@@ -130,6 +130,14 @@ async def test_bad_gateway_reports_are_refused_with_the_field_and_change_nothing
     ]:
         status, answer = await api.post("/v1/events/gateway", body)
         assert status == 400 and answer["error"]["field"] == field, answer
+    # no carrier routes there: a made-up name cannot grow the breaker hash
+    await api.refresh()  # (before the first generation is read, every name is taken)
+    status, answer = await api.post(
+        "/v1/events/gateway", {"gateway": "sip:198.51.100.7", "state": "down"}
+    )
+    assert status == 404 and answer["error"]["field"] == "gateway", answer
+    for i in range(6):  # branches to a PBX (a DID's trunk) are no carrier's
+        await attempt(api, f"pbx{i}", "127.0.0.20:5080", 503)
     assert await cache.client.hlen(keys.GATEWAY_BREAKERS) == 0
 
 
