@@ -125,6 +125,6 @@ def gateway_key(uri_or_address: str) -> str:
         host = host.lower()
     else:
         host, port = hostport.lower(), ""
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):  # '²' is a digit to isdigit
         port = "5061" if tls else "5060"
     return f"{host}:{int(port)}"

@@ -103,6 +103,8 @@ def test_threshold_failures_in_a_row_and_no_fewer_open_it(
         ("sip:1@gw.example.com;transport=TLS", "gw.example.com:5061"),
         ("[2001:db8::1]:5070", "[2001:db8::1]:5070"),
         ("sip:1@[2001:DB8::1]", "[2001:db8::1]:5060"),
+        ("sip:gw:²", "gw:5060"),  # not a port: the default one
+        ("sip:", ":5060"),
     ],
 )
 def test_one_name_per_gateway_whichever_way_it_is_written(text: str, key: str) -> None:
@@ -129,3 +131,9 @@ def test_an_unreadable_stored_breaker_is_a_closed_one(value: bytes | None) -> No
 )
 def test_which_codes_count_against_a_gateway(code: int, failure: bool) -> None:
     assert breaker.is_failure(code) is failure
+
+
+@given(st.text(max_size=60))
+def test_any_text_names_some_gateway_and_never_raises(text: str) -> None:
+    key = breaker.gateway_key(text)
+    assert key.rsplit(":", 1)[1].isascii() and key.rsplit(":", 1)[1].isdigit()
