@@ -102,12 +102,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         jobs: list[Coroutine[Any, Any, None]] = [
             service.catalog.run(settings.catalog_refresh_s),
             service.pressure.run(),
-            service.credit.refresh_loop(),
         ]
         if settings.warmer_enabled:
             jobs.append(app[FOLLOWER].run())
         if settings.writeback_enabled:
-            jobs.extend(app[WRITEBACK].loops())
+            # the balances credit holds draw on, with the rest of the write-back
+            jobs.extend([*app[WRITEBACK].loops(), service.credit.refresh_loop()])
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             yield

@@ -63,6 +63,7 @@ class LiveState:
         pending_s: float,
         ringing_s: float,
         max_call_s: float,
+        hold_grace_s: float = 3600.0,
     ) -> None:
         self.cache = cache
         self.client = cache.client
@@ -71,6 +72,9 @@ class LiveState:
         self.max_call_ms = int(max_call_s * 1000)
         # Sets live a minute past their longest possible member.
         self.set_ms = self.max_call_ms + 60_000
+        # A relayed call's credit hold lasts past its longest possible end by the
+        # grace: its CDR settles it long before (docs/routing-health.md).
+        self.hold_ms = self.ringing_ms + self.max_call_ms + int(hold_grace_s * 1000)
         self.scripts = cache.scripts
 
     @classmethod
@@ -80,6 +84,7 @@ class LiveState:
             pending_s=settings.lease_pending_s,
             ringing_s=settings.lease_ringing_s,
             max_call_s=settings.max_call_s,
+            hold_grace_s=settings.credit_hold_grace_s,
         )
 
     # -- admission -----------------------------------------------------------
@@ -128,10 +133,15 @@ class LiveState:
         Redis step (scripts/call_events.lua); the entry ids, in order."""
         call_keys = flat(
             CallEventsKeys(keys.CALL_EVENTS),
-            [CallEventsKeysEach(keys.lease(c), keys.ended(c)) for c, _, _ in reports],
+            [
+                CallEventsKeysEach(
+                    keys.lease(c), keys.ended(c), keys.credit_holds(str(d.get("org_id") or "-"))
+                )
+                for c, _, d in reports
+            ],
         )
         argv = flat(
-            CallEventsArgv(now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms),
+            CallEventsArgv(now_ms(), self.ringing_ms, self.max_call_ms, self.set_ms, self.hold_ms),
             [CallEventsArgvEach(c, e, orjson.dumps(doc)) for c, e, doc in reports],
         )
         cache = self.cache

@@ -168,6 +168,7 @@ class CallEventsKeys(NamedTuple):
 class CallEventsKeysEach(NamedTuple):
     lease: str
     ended: str
+    holds: str
 
 
 class CallEventsArgv(NamedTuple):
@@ -175,6 +176,7 @@ class CallEventsArgv(NamedTuple):
     ringing_ms: int
     longest_ms: int
     set_ms: int
+    hold_ms: int
 
 
 class CallEventsArgvEach(NamedTuple):

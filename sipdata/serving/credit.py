@@ -32,7 +32,8 @@ class CreditControl:
         self.health = health
         self.billing = billing
         self.metrics = metrics
-        self.lapse_ms = int((settings.lease_ringing_s + settings.credit_hold_grace_s) * 1000)
+        # until the call's start report: as long as its channel lease (credit.lua)
+        self.lapse_ms = int(settings.lease_pending_s * 1000)
 
     def ask(self, rate: Decimal) -> credit.Ask:
         return credit.Ask(

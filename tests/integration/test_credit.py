@@ -230,3 +230,24 @@ async def test_the_lua_reservation_computes_exactly_what_credit_reserve_does(
         assert outcome == "funds"
     else:
         assert (outcome, max_s, hold) == ("ok", expected.max_s, expected.hold_micro)
+
+
+async def test_a_hold_whose_call_is_never_relayed_lapses_with_its_lease(
+    settings: Settings, pool: asyncpg.Pool, cache: Cache
+) -> None:
+    """A routed INVITE that Kamailio never relays (a wrong digest password, a caller
+    that gave up) holds credit only as long as its channel lease: INVITEs cannot tie an
+    org's money up. A call whose start report came keeps its hold."""
+    api = await start_api(replace(settings, lease_pending_s=0.5, lease_ringing_s=0.5))
+    try:
+        await set_balance(pool, api, "0.0010")  # one 6 s block at 0.0100/min
+        assert (await api.decide(**CALL, call_id="never-relayed"))["verdict"] == "route"
+        assert (await api.decide(**CALL, call_id="meanwhile"))["code"] == 402
+        await asyncio.sleep(0.6)
+        assert (await api.decide(**CALL, call_id="relayed"))["verdict"] == "route"
+        status, _ = await api.post("/v1/events/call", report("relayed", "start", time.time()))
+        assert status == 202
+        await asyncio.sleep(0.6)
+        assert (await api.decide(**CALL, call_id="after"))["code"] == 402
+    finally:
+        await api.client.close()

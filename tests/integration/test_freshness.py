@@ -187,7 +187,7 @@ async def test_a_new_carrier_with_its_first_rate_and_gateway(
     api: Api, change: Change, pool: asyncpg.Pool
 ) -> None:
     """A new carrier org with a gateway trunk is offered once its first rate row exists."""
-    delta = demo_id("org:delta")
+    delta = demo_id("org:new-carrier")
     async with pool.acquire() as conn:
         await conn.execute("INSERT INTO organizations (id, name) VALUES ($1, 'Delta')", delta)
         await conn.execute(

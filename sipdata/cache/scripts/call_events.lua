@@ -6,17 +6,25 @@
 -- (unknown call, lapsed lease, repeated end) = no change. end and fail also
 -- leave the call's `ended` mark (keys.ended), so a question about it that
 -- arrives later takes no channel. The lease doc travels with the report for
--- rating.
--- KEYS: stream, then per report: lease, ended
--- ARGV: now_ms, ringing_ms, longest_ms, set_ms, then per report: call_id, event, report
+-- rating. A start or answer also keeps the call's credit hold, if its org has
+-- one (credit.lua gives a hold only until the call's lease would lapse, so an
+-- INVITE that is never relayed, a wrong digest password say, holds nothing for
+-- long): `holds` is the org's (keys.credit_holds), and XX leaves other orgs'
+-- keys alone.
+-- KEYS: stream, then per report: lease, ended, holds
+-- ARGV: now_ms, ringing_ms, longest_ms, set_ms, hold_ms, then per report: call_id, event, report
 -- Returns the stream entry ids, in order.
 local stream = KEYS[1]
 local now_ms, ringing_ms, longest_ms, set_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local hold_ms = ARGV[5]
 local ids = {}
-for r = 0, (#KEYS - 1) / 2 - 1 do
-  local lease, ended = KEYS[2 + 2 * r], KEYS[3 + 2 * r]
-  local a = 4 + r * 3
+for r = 0, (#KEYS - 1) / 3 - 1 do
+  local lease, ended, holds = KEYS[2 + 3 * r], KEYS[3 + 3 * r], KEYS[4 + 3 * r]
+  local a = 5 + r * 3
   local call_id, event, report = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  if event == 'start' or event == 'answer' then
+    redis.call('ZADD', holds, 'XX', 'GT', tonumber(now_ms) + tonumber(hold_ms), call_id)
+  end
   if event == 'end' or event == 'fail' then
     redis.call('SET', ended, '1', 'PX', ringing_ms)
   end

@@ -4,7 +4,10 @@
 -- micro-units, loaded from the database by credit_load.lua) and `reserved`
 -- (what calls in flight hold). Each hold is a field of `held` ("amount max_s")
 -- and a member of `holds` scored with when it lapses, so a call whose CDR
--- never comes gives its hold back by itself.
+-- never comes gives its hold back by itself. A new hold lapses with the call's
+-- lease (lapse_ms, the pending time): only the call's start report
+-- (call_events.lua) keeps it for the call's length, so INVITEs that are never
+-- relayed cannot tie an org's credit up.
 -- KEYS: account, holds, held
 -- ARGV: call_id, now_ms, rate_micro, minimum_s, increment_s, cap_s, lapse_ms
 -- Returns {'ok'|'dup', max_s, hold, free} | {'funds', 0, 0, free} | {'unknown', 0, 0, 0}.
@@ -51,5 +54,5 @@ if rate_micro > 0 then
 end
 redis.call('HINCRBY', account, 'reserved', hold)
 redis.call('HSET', held, call_id, hold .. ' ' .. max_s)
-redis.call('ZADD', holds, now_ms + max_s * 1000 + lapse_ms, call_id)
+redis.call('ZADD', holds, now_ms + lapse_ms, call_id)
 return {'ok', max_s, hold, free}
