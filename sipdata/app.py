@@ -107,7 +107,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
             jobs.append(app[FOLLOWER].run())
         if settings.writeback_enabled:
             # the balances credit holds draw on, with the rest of the write-back
-            jobs.extend([*app[WRITEBACK].loops(), service.credit.refresh_loop()])
+            jobs.extend(
+                [
+                    *app[WRITEBACK].loops(),
+                    service.credit.refresh_loop(),
+                    app[events.REPORTS].release_loop(),
+                ]
+            )
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             yield

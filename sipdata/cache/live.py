@@ -26,6 +26,9 @@ from sipdata.cache.scripts import (
     DeadLetterArgvEach,
     DeadLetterKeys,
     Empty,
+    EndedArgv,
+    EndedArgvEach,
+    EndedKeysEach,
     RegisterArgv,
     RegisterKeys,
     ReplayDeadArgvEach,
@@ -155,6 +158,16 @@ class LiveState:
                 wait_ms=cache.replicas_wait_ms,
             )
         return [_text(i) for i in ids]
+
+    async def release_ended(self, call_ids: Sequence[str]) -> int:
+        """Calls that ended while Redis was away: their leases go and their `ended`
+        marks are left (scripts/ended.lua); how many leases were still there."""
+        async with self.cache.translated("release ended calls"):
+            released = await self.scripts["ended"](
+                keys=flat(Empty(), [EndedKeysEach(keys.lease(c), keys.ended(c)) for c in call_ids]),
+                args=flat(EndedArgv(self.ringing_ms), [EndedArgvEach(c) for c in call_ids]),
+            )
+        return int(released)
 
     async def channel_counts(self) -> dict[str, int] | None:
         """Live channels per trunk; None while Redis's leases are lost and not restored

@@ -306,6 +306,19 @@ class CreditLoadArgv(NamedTuple):
     settles: int
 
 
+class EndedKeysEach(NamedTuple):
+    lease: str
+    ended: str
+
+
+class EndedArgv(NamedTuple):
+    ringing_ms: int
+
+
+class EndedArgvEach(NamedTuple):
+    call_id: str
+
+
 class Empty(NamedTuple):
     pass
 
@@ -332,6 +345,7 @@ SHAPES: dict[str, Shape] = {
     "call_events": Shape(CallEventsKeys, CallEventsArgv, CallEventsKeysEach, CallEventsArgvEach),
     "channel_counts": Shape(ChannelCountsKeys, ChannelCountsArgv),
     "credit": Shape(CreditKeys, CreditArgv),
+    "ended": Shape(Empty, EndedArgv, EndedKeysEach, EndedArgvEach),
     "credit_settle": Shape(CreditKeys, Empty, argv_each=CreditSettleArgvEach),
     "credit_load": Shape(CreditLoadKeys, CreditLoadArgv),
     "gateway_event": Shape(GatewayEventKeys, GatewayEventArgv, argv_each=GatewayEventArgvEach),

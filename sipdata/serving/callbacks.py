@@ -3,6 +3,8 @@ the database, or in a Redis stream the drainer empties into the database later."
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from sipdata.serving.lookups import Lookups
 from sipdata.settings import Settings
 
 log = structlog.get_logger(__name__)
+RELEASE_BATCH = 500
 
 
 class Reports:
@@ -46,6 +49,9 @@ class Reports:
         self.metrics = metrics
         self.health = health
         self._known: tuple[int | None, frozenset[str]] = (None, frozenset())
+        # Call-ID -> when: ends written to the database while Redis was away,
+        # whose leases Redis still holds (release_unreleased).
+        self._unreleased: dict[str, float] = {}
 
     async def _trunk(self, username: str) -> Trunk:
         cred, _ = await self.lookups.credential(username)
@@ -119,9 +125,41 @@ class Reports:
             return [None for _ in docs]
         except CacheUnavailable as exc:
             self.metrics.degraded.labels(exc.code).inc()
-            return [{"stored": "database"} if await self._direct(d) else None for d in docs]
+            stored = [{"stored": "database"} if await self._direct(d) else None for d in docs]
+            for doc, done in zip(docs, stored, strict=True):
+                if done:  # its lease is still in Redis: given back once Redis answers
+                    self._unreleased.setdefault(doc["call_id"], time.monotonic())
+            return stored
         await self._breakers(events)
         return [{"stored": "stream", "id": i} for i in ids]
+
+    async def release_unreleased(self) -> int:
+        """Give back the channels of calls whose end went to the database directly;
+        kept for the next try while Redis is still away, and dropped once their lease
+        would have lapsed anyway."""
+        if not self._unreleased:
+            return 0
+        too_old = time.monotonic() - self.settings.max_call_s
+        for call_id in [c for c, t in self._unreleased.items() if t < too_old]:
+            del self._unreleased[call_id]
+        batch = list(self._unreleased)[:RELEASE_BATCH]
+        released = await self.live.release_ended(batch)
+        for call_id in batch:
+            self._unreleased.pop(call_id, None)
+        if released:
+            log.info("channels of calls ended while Redis was away given back", calls=released)
+        return released
+
+    async def release_loop(self, interval_s: float = 1.0) -> None:
+        while True:
+            try:
+                while await self.release_unreleased() or len(self._unreleased) >= RELEASE_BATCH:
+                    pass
+            except CacheUnavailable:
+                pass  # still away: the next round tries again
+            except Exception:  # the loop must not die
+                log.exception("releasing ended calls failed unexpectedly")
+            await asyncio.sleep(interval_s)
 
     async def _breakers(self, events: Sequence[CallEvent]) -> None:
         """A failed branch counts against its gateway, any other outcome for it, at once

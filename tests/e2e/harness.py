@@ -96,7 +96,13 @@ class Sipdata:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_up(self._ready, "sipdata")
+        try:
+            wait_up(self._ready, "sipdata")
+        except BaseException:
+            # its own session: a failed start would outlive the test and drain
+            # (and strand) later tests' reports from the shared Redis db
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         assert self.proc is not None
@@ -166,7 +172,11 @@ class Kamailio:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_up(self._answers_options, "kamailio")
+        try:
+            wait_up(self._answers_options, "kamailio")
+        except BaseException:
+            self.stop()  # as Sipdata.start: never outlive a failed start
+            raise
 
     def _answers_options(self) -> bool:
         assert self.proc is not None
