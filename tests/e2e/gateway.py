@@ -55,7 +55,8 @@ class Gateway:
             if method == "ACK":
                 continue
             if method == "INVITE":
-                self._reply(msg, peer, "180 Ringing")
+                # 200 alone: a 180 sent just before it may reach the caller after it
+                # (Kamailio's workers relay them in parallel), which SIPp refuses
                 body = SDP.format(ip=self.ip)
                 self._reply(msg, peer, "200 OK", body, "application/sdp")
             else:  # OPTIONS, BYE, CANCEL
