@@ -43,6 +43,11 @@ if ! out=$(.venv/bin/pip download --quiet --only-binary=:all: --python-version "
     echo "$out" >&2
     exit 1
 fi
+# An interrupted build leaves buildah's working containers behind (`podman ps`
+# lists them only with --external); they hold their images and fail the prune.
+"${PODMAN[@]}" ps --all --external --format '{{.ID}} {{.Names}}' |
+    awk '$2 ~ /-working-container$/ {print $1}' |
+    xargs --no-run-if-empty "${PODMAN[@]}" rm --force >/dev/null
 # docker format: OCI images drop the Dockerfile's HEALTHCHECK.
 "${PODMAN[@]}" build --quiet --format docker --isolation chroot --build-arg "BASE=$BASE" \
     --tag "$IMAGE" . >/dev/null
