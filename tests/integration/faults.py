@@ -1,12 +1,16 @@
-"""A TCP proxy in front of the real PostgreSQL that a test can cut and restore: the one
-state the real server cannot be put in here without stopping it for everyone."""
+"""A TCP proxy in front of the real PostgreSQL that a test can cut and restore (the one
+state the real server cannot be put in here without stopping it for everyone), and the
+app started behind one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
-from .conftest import free_port
+from sipdata.settings import Settings
+
+from .conftest import Api, free_port, start_api
 
 
 class CuttableProxy:
@@ -47,3 +51,13 @@ class CuttableProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self.links.difference_update({writer, up_writer})
+
+
+async def api_behind(proxy: CuttableProxy, settings: Settings) -> Api:
+    """The app with its database reached through `proxy` (started here), so a test can
+    cut the database away from it alone."""
+    await proxy.start()
+    db = settings.database_url.rsplit("/", 1)[1]
+    return await start_api(
+        replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}")
+    )

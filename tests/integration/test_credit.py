@@ -28,7 +28,7 @@ from sipdata.settings import Settings
 
 from .calls import cdrs, drain
 from .conftest import Api, start_api
-from .faults import CuttableProxy
+from .faults import CuttableProxy, api_behind
 
 pytestmark = pytest.mark.usefixtures("warm")
 DELTA = demo_id("org:delta")
@@ -151,11 +151,7 @@ async def test_with_the_database_away_the_hold_stays_until_the_cdr_is_written(
     settings: Settings, pool: asyncpg.Pool, cache: Cache
 ) -> None:
     proxy = CuttableProxy(5432)
-    await proxy.start()
-    db = settings.database_url.rsplit("/", 1)[1]
-    api = await start_api(
-        replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}")
-    )
+    api = await api_behind(proxy, settings)
     try:
         t0 = time.time() - 100
         assert (await api.decide(**CALL, call_id="outage"))["verdict"] == "route"

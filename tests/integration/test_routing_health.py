@@ -37,6 +37,20 @@ def carriers(answer: dict[str, Any]) -> list[str]:
     return [leg["carrier_id"] for leg in answer.get("legs", [])]
 
 
+async def acme_features(
+    api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache, features: dict[str, str]
+) -> None:
+    """acme's organization_settings.features, loaded as the warmer would."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE organization_settings SET features = $2::jsonb WHERE org_id = $1::uuid",
+            demo_id("org:acme"),
+            features,
+        )
+    await warmer(settings, cache, pool).load_once()
+    await api.refresh()
+
+
 async def attempt(api: Api, call_id: str, gateway: str, code: int) -> None:
     doc = {
         "event": "attempt",
@@ -210,14 +224,7 @@ async def test_quality_from_reports_reaches_lcr_metrics_and_a_quality_floor_org(
         f'sipdata_carrier_quality{{carrier_id="{BRAVO}",measure="asr",prefix="*"}} 0.0' in metrics
     )
     assert carriers(await api.decide(**CALL))[0] == BRAVO  # acme routes by cost
-    async with pool.acquire() as conn:
-        await conn.execute(
-            'UPDATE organization_settings SET features = \'{"routing_strategy": '
-            '"quality_floor"}\' WHERE org_id = $1::uuid',
-            demo_id("org:acme"),
-        )
-    await warmer(settings, cache, pool).load_once()
-    await api.refresh()
+    await acme_features(api, pool, settings, cache, {"routing_strategy": "quality_floor"})
     answer = await api.decide(**CALL)
     assert carriers(answer) == [CHARLIE, ALPHA, BRAVO]
     (lcr,) = answer["explain"]["lcr"]
@@ -229,14 +236,7 @@ async def test_quality_from_reports_reaches_lcr_metrics_and_a_quality_floor_org(
 async def test_a_sell_rate_keeps_carriers_that_cost_more_out_and_says_so(
     api: Api, pool: asyncpg.Pool, settings: Settings, cache: Cache
 ) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(
-            'UPDATE organization_settings SET features = \'{"sell_rate": "0.0095"}\' '
-            "WHERE org_id = $1::uuid",
-            demo_id("org:acme"),
-        )
-    await warmer(settings, cache, pool).load_once()
-    await api.refresh()
+    await acme_features(api, pool, settings, cache, {"sell_rate": "0.0095"})
     answer = await api.decide(**CALL)
     assert carriers(answer) == [BRAVO, CHARLIE]  # alpha's 0.0100 is above 0.0095
     (lcr,) = answer["explain"]["lcr"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +21,7 @@ from sipdata.settings import Settings
 
 from .calls import ACME_IP, call_report, cdrs, drain
 from .conftest import Api, start_api
-from .faults import CuttableProxy
+from .faults import CuttableProxy, api_behind
 
 pytestmark = pytest.mark.usefixtures("warm")
 
@@ -184,11 +183,7 @@ async def test_postgres_outage_every_acknowledged_report_lands_exactly_once(
     """PostgreSQL goes away (its connections cut) during a burst of reports: each is
     acknowledged from Redis; once it is back the drainer writes each exactly once."""
     proxy = CuttableProxy(5432)
-    await proxy.start()
-    db = settings.database_url.rsplit("/", 1)[1]
-    api = await start_api(
-        replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}")
-    )
+    api = await api_behind(proxy, settings)
     try:
         await proxy.cut()
         t0 = time.time() - 300
