@@ -219,12 +219,16 @@ class WriteBack:
                 else:
                     writes.append((entry, write))
             await self._write(stream, writes, done)
-            if self.outcomes is not None and stream == keys.CALL_EVENTS:
-                cdrs = [w for _, w in writes if isinstance(w, Cdr)]
-                await self.outcomes.observe(entries, cdrs)
         finally:
             await self.live.done(stream, done)
             self.metrics.drained.labels(stream, "written").inc(len(done))
+        if self.outcomes is not None and stream == keys.CALL_EVENTS:
+            # After the acknowledgement: an entry stays read-but-unacknowledged (and,
+            # if this process dies, waits CLAIM_IDLE_MS for another) no longer than
+            # its CDR takes. A crash before this line leaves holds to lapse and a
+            # batch of quality uncounted, never a report unwritten.
+            cdrs = [w for _, w in writes if isinstance(w, Cdr)]
+            await self.outcomes.observe(entries, cdrs)
         self.metrics.backlog.labels(stream).set(await self.live.length(stream))
         return len(entries)
 
