@@ -26,7 +26,7 @@ from sipdata.decide.quality import QualityConfig
 from sipdata.errors import StoreUnavailable
 from sipdata.settings import Settings
 
-from .calls import cdrs, drain
+from .calls import call_report, cdrs, drain
 from .conftest import Api, start_api
 from .faults import CuttableProxy, api_behind
 
@@ -49,17 +49,11 @@ async def set_balance(pool: asyncpg.Pool, api: Api, balance: str, limit: str = "
 
 
 def report(call_id: str, event: str, t0: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "event": event,
-        "call_id": call_id,
-        "ts": t0 + {"start": 0.1, "answer": 2, "end": 62, "fail": 1}[event],
-        "trunk_id": DELTA_IP,
-        "org_id": DELTA,
-        "source_ip": "127.0.0.12",
-        "to": "12125551234",
-        "invite_ts": t0,
-        **extra,
-    }
+    """A call report of delta's trunk (calls.call_report's shape: answered at t0+2,
+    ended at t0+63.5)."""
+    return call_report(
+        call_id, event, t0, trunk_id=DELTA_IP, org_id=DELTA, source_ip="127.0.0.12", **extra
+    )
 
 
 async def balance(pool: asyncpg.Pool) -> Decimal:
@@ -122,7 +116,7 @@ async def test_concurrent_calls_of_one_org_never_hold_more_than_it_has(
 async def test_a_rated_cdr_debits_the_balance_once_and_frees_its_hold(
     api: Api, pool: asyncpg.Pool
 ) -> None:
-    """Answered at bravo (0.005/min), 60 s billed 60 s: 0.005 leaves the balance, one
+    """Answered at bravo (0.005/min), 61.5 s talk billed 66 s: 0.0055 leaves the balance, one
     usage row is written, the hold is given back; the same end report again changes
     nothing."""
     t0 = time.time() - 100
@@ -134,17 +128,17 @@ async def test_a_rated_cdr_debits_the_balance_once_and_frees_its_hold(
         assert status == 202
     await drain(api)
     (row,) = await cdrs(pool, "settle")
-    assert row["cost"] == Decimal("0.0050")
-    assert await balance(pool) == Decimal("0.4950")
+    assert row["cost"] == Decimal("0.0055")
+    assert await balance(pool) == Decimal("0.4945")
     async with pool.acquire() as conn:
         usage = await conn.fetch(
             "SELECT quantity, amount FROM usage_records WHERE metadata->>'call_id' = 'settle'"
         )
-    assert [(u["quantity"], u["amount"]) for u in usage] == [(Decimal(60), Decimal("0.0050"))]
+    assert [(u["quantity"], u["amount"]) for u in usage] == [(Decimal(66), Decimal("0.0055"))]
     account = await api.service.routing_health.account(DELTA)
-    assert account["reserved"] == 0 and account["avail"] == 495_000
+    assert account["reserved"] == 0 and account["avail"] == 494_500
     await api.service.credit.load()  # the database agrees with what Redis took
-    assert (await api.service.routing_health.account(DELTA))["avail"] == 495_000
+    assert (await api.service.routing_health.account(DELTA))["avail"] == 494_500
 
 
 async def test_with_the_database_away_the_hold_stays_until_the_cdr_is_written(
@@ -170,7 +164,7 @@ async def test_with_the_database_away_the_hold_stays_until_the_cdr_is_written(
     finally:
         await api.client.close()
         await proxy.cut()
-    assert await balance(pool) == Decimal("0.4950")
+    assert await balance(pool) == Decimal("0.4945")
     assert len(await cdrs(pool, "outage")) == 1
 
 

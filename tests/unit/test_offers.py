@@ -9,7 +9,6 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipdata.decide import lcr
 from sipdata.decide.breaker import HALF_OPEN, OPEN
 from sipdata.decide.invite import Identity, RoutingFacts, route
 from sipdata.decide.models import Carrier, Gateway
@@ -111,7 +110,3 @@ def test_no_open_gateway_is_offered_while_another_one_is_not_open(down: set[str]
     offered = {f"{u}:5060" for u in uris}
     assert offered == (ALL - down or ALL)
     assert doc.get("last_resort", False) is (down == ALL)
-
-
-def test_resolve_is_unchanged_by_health() -> None:
-    assert [o.carrier_id for o in lcr.resolve(ROWS, DAY)] == ["b", "c", "a"]
