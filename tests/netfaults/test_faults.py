@@ -13,6 +13,7 @@ from tests.netfaults.conftest import ACME_IP, FIGURES, LCR_NUMBER, World, answer
 
 # A caller's final answers that would blame the caller for our trouble.
 BLAMING = re.compile(r"^SIP/2.0 (40[134]|48[04]) ", re.MULTILINE)
+TO_INVITE = re.compile(r"^CSeq: \d+ INVITE", re.MULTILINE)
 RETRIED = "failed, asking the next one"
 
 
@@ -35,7 +36,10 @@ def place(world: World, n: int, rate: float, tag: str) -> tuple[SippResult, str]
         result = caller.run(timeout_s=120)
         marker = caller.call_id_marker
         messages = caller.messages()
-    assert not BLAMING.findall(messages), "a caller was refused for our fault"
+    # replies to the INVITE only: a BYE retransmitted after its dialog ended gets
+    # Kamailio's "404 Not Here", which refuses no call (seen once under 5 % loss)
+    invite_replies = "\n".join(m for m in messages.split("\n-----") if TO_INVITE.search(m))
+    assert not BLAMING.findall(invite_replies), "a caller was refused for our fault"
     return result, marker
 
 
