@@ -31,13 +31,25 @@ def groups() -> dict[str, list[int]]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        name = next((g for g in GROUPS if cmd.startswith(g) or f"/{g}" in cmd), None)
+        # ("-m sipdata serve": a BENCH_SIPDATA_SRC tree runs as `python -m sipdata`)
+        name = next(
+            (g for g in GROUPS if cmd.startswith(g) or f"/{g}" in cmd or f"-m {g}" in cmd), None
+        )
         if name is not None:
             out.setdefault(name, []).append(int(pid))
     return out
 
 
+def stolen() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs: the time the hypervisor gave to others."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
 def shares(seconds: float) -> dict[str, float]:
+    """Each group's share of a core over `seconds`, and under "steal" the cores the
+    hypervisor took (a shared machine: runs with much steal are not comparable)."""
+
     def cpu() -> dict[str, float]:
         total = {}
         for name, pids in groups().items():
@@ -45,10 +57,15 @@ def shares(seconds: float) -> dict[str, float]:
             total[name] = cpu_seconds(alive)
         return total
 
-    before, started = cpu(), time.monotonic()
+    before, steal0, started = cpu(), stolen(), time.monotonic()
     time.sleep(seconds)
-    after, elapsed = cpu(), time.monotonic() - started
-    return {k: round((after[k] - before.get(k, 0.0)) / elapsed, 2) for k in after}
+    after, steal1, elapsed = cpu(), stolen(), time.monotonic() - started
+    out = {k: round((after[k] - before.get(k, 0.0)) / elapsed, 2) for k in after}
+    ticks = steal1[1] - steal0[1]
+    out["steal"] = (
+        round((steal1[0] - steal0[0]) / ticks * (os.cpu_count() or 1), 2) if ticks else 0.0
+    )
+    return out
 
 
 def measure(name: str, rate: int, work: Path, defines: list[str]) -> dict[str, Any]:
@@ -67,7 +84,7 @@ def measure(name: str, rate: int, work: Path, defines: list[str]) -> dict[str, A
         "ok": result.get("ok"),
         "failed": result.get("failed"),
         "cores": cores,
-        "ms_per_call": {k: round(v / rate * 1000, 3) for k, v in cores.items()},
+        "ms_per_call": {k: round(v / rate * 1000, 3) for k, v in cores.items() if k != "steal"},
     }
 
 
@@ -95,7 +112,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     for name in ("fixed", "native", "sipdata"):
         x = r[name]
         per = ", ".join(f"{k} {v:.3f}" for k, v in sorted(x["ms_per_call"].items()))
-        lines.append(f"  {name:8} {x['ok']} ok, {x['failed']} failed: {per}")
+        steal = x["cores"].get("steal", 0.0)
+        lines.append(
+            f"  {name:8} {x['ok']} ok, {x['failed']} failed: {per} (steal {steal:.2f} cores)"
+        )
     lines.append(f"  Kamailio (c)/(b) = {r['kamailio_c_over_b']}")
     return lines
 

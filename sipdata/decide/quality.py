@@ -196,6 +196,19 @@ def tallies_of(
     return out
 
 
+def combine(
+    items: Iterable[tuple[str, str, int, Tally]],
+) -> list[tuple[str, str, int, Tally]]:
+    """One tally per (carrier, prefix, bucket): a batch of reports for a few carriers
+    becomes a few increments per bucket instead of one per report."""
+    out: dict[tuple[str, str, int], Tally] = {}
+    for carrier, prefix, bucket, tally in items:
+        key = (carrier, prefix, bucket)
+        got = out.get(key)
+        out[key] = tally if got is None else got + tally
+    return [(*key, tally) for key, tally in out.items()]
+
+
 @dataclass(frozen=True, slots=True)
 class Ranked:
     carrier_id: str

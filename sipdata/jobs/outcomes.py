@@ -49,7 +49,7 @@ class Outcomes:
         lost is one call less in a 15-minute window."""
         try:
             await self._settle(written)
-            tallies = _tallies(entries)
+            tallies = quality.combine(_tallies(entries))
             if tallies:
                 touched = await self.health.add_tallies(tallies)
                 self._export(await self.health.summarise(touched))

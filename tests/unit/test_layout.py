@@ -36,6 +36,7 @@ def uses(path: Path, prefix: str) -> bool:
 # (library or package, the only places that may import it)
 OWNERS = [
     ("redis", ("sipdata/cache/",)),
+    ("hiredis", ("sipdata/cache/",)),
     ("asyncpg", ("sipdata/db/",)),
     ("aiohttp", ("sipdata/http/", "sipdata/app.py")),
 ]

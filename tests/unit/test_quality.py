@@ -104,6 +104,33 @@ def ids(ranked: list[quality.Ranked]) -> list[str]:
     return [r.carrier_id for r in ranked]
 
 
+counts = st.integers(min_value=0, max_value=10_000)
+tallies = st.builds(Tally, counts, counts, counts, counts, counts, counts)
+items = st.lists(
+    st.tuples(
+        st.sampled_from("ab"), st.sampled_from(["*", "44", "4420"]), st.integers(0, 2), tallies
+    )
+)
+
+
+@given(items)
+def test_combined_tallies_add_up_to_the_same_increments(
+    got: list[tuple[str, str, int, Tally]],
+) -> None:
+    """Combining a batch's tallies (one increment set per bucket) leaves every bucket
+    with what adding them one by one would: no outcome lost or counted twice."""
+
+    def totals(xs: list[tuple[str, str, int, Tally]]) -> dict[tuple[str, str, int], Tally]:
+        out: dict[tuple[str, str, int], Tally] = {}
+        for carrier, prefix, bucket, tally in xs:
+            out[(carrier, prefix, bucket)] = out.get((carrier, prefix, bucket), Tally()) + tally
+        return out
+
+    combined = quality.combine(got)
+    assert len({x[:3] for x in combined}) == len(combined)
+    assert totals(combined) == totals(got)
+
+
 def test_cost_ignores_quality() -> None:
     bad = {"B": summary(100, 0)}
     assert ids(quality.order(OFFERS, bad, "cost", CFG)) == ["B", "C", "A"]
