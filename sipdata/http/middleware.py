@@ -20,7 +20,13 @@ from sipdata.errors import (
     Unavailable,
 )
 from sipdata.http.handlers import SERVICE
-from sipdata.http.responses import error_body, error_body_of, error_response, json_response
+from sipdata.http.responses import (
+    SHED_HEADERS,
+    error_body,
+    error_body_of,
+    error_response,
+    json_response,
+)
 from sipdata.metrics import Metrics
 from sipdata.serving.decision import OVERLOADED
 
@@ -59,7 +65,10 @@ def make_middleware(metrics: Metrics, api_token: str = "") -> Middleware:
             metrics.inc(metrics.degraded, Overloaded.code)
             metrics.inc(metrics.requests, DECIDE_PATH, "503")
             return web.Response(
-                body=shed_body, status=Overloaded.status, content_type="application/json"
+                body=shed_body,
+                status=Overloaded.status,
+                content_type="application/json",
+                headers=SHED_HEADERS,
             )
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "unmatched"

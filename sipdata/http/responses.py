@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sipdata.errors import RateLimited, SipdataError, Unavailable
+from sipdata.errors import Overloaded, RateLimited, SipdataError, Unavailable
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -29,8 +29,15 @@ def error_body_of(exc: SipdataError) -> dict[str, Any]:
     return body
 
 
+# A shed decision says when to come back: the one 503 with Retry-After, which the
+# edge reads as "sipdata is shedding" (kamailio/sipdata-invite.cfg, EDGE_SHED).
+SHED_HEADERS = {"Retry-After": "1"}
+
+
 def error_response(exc: SipdataError) -> web.Response:
     response = json_response(error_body_of(exc), status=exc.status)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Overloaded):
+        response.headers.update(SHED_HEADERS)
     return response

@@ -128,14 +128,18 @@ async def test_hung_redis_and_database_answer_503_within_the_deadline(
         os.kill(redis_server.proc.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()
-            status, body = await api.get(
-                "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="hung"
+            resp = await api.client.get(
+                "/v1/decide/invite",
+                params={"source_ip": "127.0.0.10", "to": "12125551234", "call_id": "hung"},
             )
+            status, body = resp.status, await resp.json()
             elapsed = time.monotonic() - started
         finally:
             os.kill(redis_server.proc.pid, signal.SIGCONT)
         assert status == 503 and body["code"] == 503
         assert body["error"]["code"] in {"deadline_exceeded", "database_unavailable"}
+        # not a shed: the edge must not read it as one (kamailio/sipdata-invite.cfg)
+        assert "Retry-After" not in resp.headers
         # Not a speed measurement: without the deadline this request would wait on
         # the silent servers; 5 s is far inside any Kamailio http timeout budget.
         assert elapsed < 5.0
@@ -147,7 +151,8 @@ async def test_decisions_above_the_in_flight_bound_are_shed_at_once(
     settings: Settings, cache: Cache, pool: asyncpg.Pool
 ) -> None:
     """One decision stuck behind a paused Redis holds the only slot: the next is
-    answered 503 at once (a caller can try elsewhere), never a 403/407."""
+    answered 503 at once (a caller can try elsewhere), never a 403/407, with
+    Retry-After: the one 503 that has it, which the edge reads as "shedding"."""
     await warmer(settings, cache, pool).load_once()
     api = await start_api(replace(settings, max_inflight_decisions=1))
     try:
@@ -157,11 +162,14 @@ async def test_decisions_above_the_in_flight_bound_are_shed_at_once(
             api.get("/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="a")
         )
         await asyncio.sleep(0.1)  # the first is in flight, waiting on Redis
-        status, shed = await api.get(
-            "/v1/decide/invite", source_ip="127.0.0.10", to="12125551234", call_id="b"
+        resp = await api.client.get(
+            "/v1/decide/invite",
+            params={"source_ip": "127.0.0.10", "to": "12125551234", "call_id": "b"},
         )
+        status, shed = resp.status, await resp.json()
         assert not first.done(), "shed while the first still waits on the paused Redis"
         assert status == 503 and shed["error"]["code"] == "overloaded"
+        assert resp.headers.get("Retry-After") == "1"
         assert (shed["verdict"], shed["code"], shed["degraded"]) == ("reject", 503, True)
         status, answer = await first
         assert status == 200 and answer["verdict"] == "route"  # from the database meanwhile
