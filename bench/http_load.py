@@ -128,14 +128,16 @@ def decision_suite(
 
 
 def metric(url: str, name: str, **labels: str) -> float:
-    """One sample of sipdata's /metrics (0 if absent)."""
+    """The samples of sipdata's /metrics with these labels, added up (0 if absent):
+    one sample when the labels name it whole, else e.g. every status of an endpoint."""
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
         text = r.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def burst(

@@ -59,9 +59,9 @@ class RoutingHealth:
             GatewayEventArgv(now_ms or int(time.time() * 1000), cfg.fail_threshold, cfg.open_ms),
             [GatewayEventArgvEach(breaker.gateway_key(g), e) for g, e in events],
         )
-        # pinned: every report batch carrying an answer or a failed branch steps
-        # breakers, and through the client's pool this call cost as much CPU as the
-        # batch's own call_events (py-spy under bench.sip_cpu)
+        # pinned, as the batch's own call_events: every report batch with an answer
+        # or a failed branch steps breakers, and the client's pool adds a lock, a
+        # health check and a retry wrapper to each call (pinned.py)
         async with self.cache.translated("gateway events"):
             out = await self.cache.pinned.script(
                 self.cache.scripts["gateway_event"], GatewayEventKeys(keys.GATEWAY_BREAKERS), argv
